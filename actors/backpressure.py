@@ -1,0 +1,145 @@
+"""Backpressure: the supervisor grants frames, extractors spend them.
+
+Each camera has a ``Valve`` holding at most one credit. At every sample due, the extractor calls ``Valve.take()``:
+with a credit it converts the freshest frame and sends it to inference; without one it skips that sample (counted),
+having paid only for the grab. The supervisor's tick runs ``Controller.tick``: it reads the inference load (frames
+queued in mailboxes plus frames being inferred), compares it with the watermarks, and grants the free slots as
+credits to cameras whose next sample is due within the horizon (about one tick), so a credit is spent almost at once.
+
+- Extraction never outpaces inference: ``load + outstanding credits <= high watermark``, so mailboxes are bounded by
+  configuration. Above the high watermark no credit is granted until the level falls to the low one (hysteresis).
+- Fresh frames: a credit is spent on the sample due next, so the frame inferred is the newest one, not an old queued one.
+- Fair shares: free slots go to the wanting camera with the lowest virtual time (start-time fair queuing: each grant
+  advances a camera's virtual time by ``1 / weight``). A camera that comes back after idling starts at the current
+  minimum, so it cannot claim a burst for the time it was away.
+- No idling: the low watermark keeps frames queued behind the one being inferred, so a slot never waits for a tick.
+
+The ``unbounded`` policy (benchmark baseline: the old system) makes every ``take()`` succeed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import msgspec
+
+
+class Valve:
+    """Credits for one camera; ``take`` is called by its extractor, ``grant``/``close`` by the supervisor."""
+
+    __slots__ = ("task_id", "weight", "interval_sec", "_lock", "_credits", "_next_due", "_open", "unbounded",
+                 "vtime", "granted")
+
+    def __init__(self, task_id: str, *, weight: float = 1.0, interval_sec: float = 1.0, unbounded: bool = False):
+        self.task_id = task_id
+        self.weight = weight
+        self.interval_sec = interval_sec
+        self.unbounded = unbounded
+        self._lock = threading.Lock()
+        self._credits = 0
+        self._next_due = float("inf")  # when the extractor will next sample; inf while its source is down
+        self._open = True
+        self.vtime = 0.0  # supervisor thread only
+        self.granted = 0  # supervisor thread only
+
+    def take(self) -> bool:
+        """A sample is due: True if it may be sent to inference (a credit is spent), False to skip it."""
+        with self._lock:
+            if not self._open:
+                return False
+            if self.unbounded:
+                return True
+            if self._credits > 0:
+                self._credits -= 1
+                return True
+            return False
+
+    def due(self, when: float) -> None:
+        """The extractor's next sample is due at ``when`` (monotonic seconds)."""
+        with self._lock:
+            self._next_due = when
+
+    def idle(self) -> None:
+        """The source is down: no sample is coming, so no credit should wait here."""
+        with self._lock:
+            self._next_due = float("inf")
+
+    def grant(self, n: int = 1) -> None:
+        with self._lock:
+            if self._open:
+                self._credits += n
+
+    @property
+    def credits(self) -> int:
+        with self._lock:
+            return self._credits
+
+    def wanting(self, now: float, horizon: float) -> bool:
+        """Has no credit and samples within ``horizon`` seconds: a credit granted now is spent on a fresh frame
+        almost at once, instead of being held (and counted against the watermark) for a whole interval."""
+        with self._lock:
+            return (
+                self._open
+                and self._credits == 0
+                and now - self.interval_sec - 1.0 < self._next_due <= now + horizon
+            )
+
+    def close(self) -> int:
+        """No more frames (shutdown, task given up); returns the credits withdrawn."""
+        with self._lock:
+            self._open = False
+            withdrawn, self._credits = self._credits, 0
+            return withdrawn
+
+
+class ControllerState(msgspec.Struct, frozen=True):
+    paused: bool
+    level: int  # load + outstanding credits
+    high: int
+    low: int
+    granted: int  # credits granted by this tick
+
+
+class Controller:
+    """Watermark hysteresis plus fair granting. Runs on the supervisor's thread only."""
+
+    def __init__(
+        self, *, high_per_slot: int, low_per_slot: int, max_queue: int, weighted: bool, horizon_sec: float
+    ) -> None:
+        self._horizon = horizon_sec
+        self._high_per_slot = high_per_slot
+        self._low_per_slot = low_per_slot
+        self._max_queue = max_queue
+        self._weighted = weighted
+        self.paused = False
+
+    def watermarks(self, slots: int) -> tuple[int, int]:
+        high = min(self._high_per_slot * slots, self._max_queue)
+        low = min(self._low_per_slot * slots, high - 1)
+        return high, max(low, 0)
+
+    def tick(self, valves: Sequence[Valve], *, load: int, slots: int, now: float) -> ControllerState:
+        """Grant credits for the free capacity; ``valves`` are the cameras some backend can serve."""
+        high, low = self.watermarks(slots)
+        outstanding = sum(v.credits for v in valves)
+        level = load + outstanding
+        if self.paused and level <= low:
+            self.paused = False
+        elif not self.paused and level >= high:
+            self.paused = True
+        granted = 0
+        if not self.paused and slots > 0:
+            wanting = [v for v in valves if v.wanting(now, self._horizon)]
+            if wanting:
+                floor = min(v.vtime for v in valves)
+                for v in wanting:  # a camera back from idling starts at the current minimum
+                    v.vtime = max(v.vtime, floor)
+                wanting.sort(key=lambda c: c.vtime)
+                for v in wanting[: high - level]:
+                    v.grant(1)
+                    v.vtime += 1.0 / (v.weight if self._weighted else 1.0)
+                    v.granted += 1
+                    granted += 1
+        return ControllerState(paused=self.paused, level=level + granted, high=high, low=low, granted=granted)

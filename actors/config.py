@@ -1,0 +1,311 @@
+"""Configuration: TOML decoded into frozen Structs, validated once at the edge.
+
+The old system's sections keep their key names and meanings (``[frame_extractor]``, ``[frame_extractor.minio]``,
+``[[frame_extractor.tasks]]``, ``[ai_analysis]``). framewatch adds ``[backpressure]``, ``[detector]``, ``[alerts]``,
+``[stats]``, ``[supervision]`` and ``[http]``. Unknown keys are errors; keys that meant something to the old system
+but nothing now are accepted and reported once, at start, as ignored.
+
+Every error names the key path (``$.frame_extractor.tasks[1].interval_ms``) and the reason; ``load_config`` raises
+``ConfigError`` and the CLI exits with code 2. Validation does no I/O; environment overrides for secrets are applied
+by ``load_config`` after decoding.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .rules import OLD_TASK_TYPES, decode_algo_config
+
+#: An unset ``max_frame_count`` means this many frames per task, not "unlimited" (the old system's default).
+SAFE_MAX_FRAME_COUNT = 1000
+ASSET_PREFIX = "asset:"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+PositiveMs = Annotated[int, Meta(ge=1, le=86_400_000)]
+Seconds = Annotated[float, Meta(gt=0, le=86_400)]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot run; the message names the key path and the reason."""
+
+
+class _Conf(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class MinioConf(_Conf):
+    endpoint: str = "127.0.0.1:9000"
+    """host:port of the S3/MinIO API, without scheme."""
+    bucket: str = "images"
+    access_key: str = ""
+    """May come from FRAMEWATCH_MINIO_ACCESS_KEY instead (the environment wins)."""
+    secret_key: str = ""
+    """May come from FRAMEWATCH_MINIO_SECRET_KEY instead (the environment wins). Never logged."""
+    use_ssl: bool = False
+    base_path: str = ""
+    """Prefix of every key in the bucket."""
+    timeout_sec: Annotated[float, Meta(gt=0, le=300)] = 5.0
+
+    def __repr__(self) -> str:  # secrets never reach a log line through repr()
+        return (
+            f"MinioConf(endpoint={self.endpoint!r}, bucket={self.bucket!r}, use_ssl={self.use_ssl}, "
+            f"base_path={self.base_path!r}, access_key={'***' if self.access_key else ''!r}, "
+            f"secret_key={'***' if self.secret_key else ''!r})"
+        )
+
+
+class TaskConf(_Conf):
+    id: Annotated[str, Meta(min_length=1, max_length=128)]
+    task_type: str
+    rtsp_url: Annotated[str, Meta(min_length=1)]
+    """rtsp:// URL, a video file path, ``asset:NAME`` or ``synthetic://?width=640&height=360&fps=25``."""
+    interval_ms: PositiveMs | None = None
+    """Sampling interval; unset means ``frame_extractor.interval_ms``."""
+    output_path: str | None = None
+    """Directory of this task's frames under the storage root; unset means ``<task_type>/<id>``."""
+    enabled: bool = True
+    max_frame_count: Annotated[int, Meta(ge=0)] | None = None
+    """Frames kept for this task; unset means the global value; 0 means unlimited (warned about)."""
+    max_age_sec: Seconds | None = None
+    """Frames older than this are deleted, whatever their count."""
+    weight: Annotated[float, Meta(gt=0, le=1000)] = 1.0
+    """Share of inference under overload when ``backpressure.policy = 'weighted'``."""
+    loop: bool = True
+    """Files only: start again at the end."""
+    realtime: bool = True
+    """Files and synthetic sources: deliver frames at the native rate, like a camera."""
+    algo_config: dict[str, Any] = {}
+    """Task type parameters; sent unchanged to remote algorithm services."""
+
+
+class FrameExtractorConf(_Conf):
+    enable: bool = True
+    interval_ms: PositiveMs = 1000
+    output_dir: str = "./data/frames"
+    store: Literal["local", "minio"] = "local"
+    task_types: list[str] = msgspec.field(default_factory=lambda: list(OLD_TASK_TYPES))
+    max_frame_count: Annotated[int, Meta(ge=0)] | None = None
+    minio: MinioConf = MinioConf()
+    tasks: list[TaskConf] = []
+    store_queue_size: Annotated[int, Meta(ge=1, le=100_000)] = 64
+    """Frames waiting to be encoded and stored; beyond it a frame is counted as not stored (inference goes on)."""
+    jpeg_quality: Annotated[int, Meta(ge=10, le=100)] = 80
+    open_timeout_ms: Annotated[int, Meta(ge=100, le=120_000)] = 3000
+    read_timeout_ms: Annotated[int, Meta(ge=100, le=120_000)] = 2000
+    stall_timeout_sec: Annotated[float, Meta(ge=0.5, le=3600)] = 10.0
+    """A stream that delivers no new frame for this long is declared stalled and reopened."""
+    backoff_initial_sec: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    backoff_max_sec: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    backoff_reset_sec: Annotated[float, Meta(gt=0, le=86_400)] = 60.0
+    """After this long without a failure, the next failure starts the backoff from the beginning again."""
+    # Accepted for compatibility, ignored (reported at start):
+    scan_interval_sec: float | None = None
+
+
+class AiAnalysisConf(_Conf):
+    enable: bool = True
+    mq_type: Literal["jsonl", "kafka"] = "jsonl"
+    mq_address: str = ""
+    mq_topic: str = "framewatch.alerts"
+    heartbeat_timeout_sec: Seconds = 60.0
+    max_concurrent_infer: Annotated[int, Meta(ge=1, le=100_000)] = 300
+    """Frames being inferred at once, across every backend."""
+    max_queue_size: Annotated[int, Meta(ge=1, le=10_000_000)] = 50_000
+    """Hard cap on frames queued for inference (the watermarks normally keep the queue far below it)."""
+    save_only_with_detection: bool = False
+    """True: store only alert images; False: store every inferred frame too (bounded by retention)."""
+    alert_base_path: str = "alerts/"
+    alert_batch_enabled: bool = True
+    alert_batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    alert_batch_interval_sec: Annotated[float, Meta(gt=0, le=3600)] = 2.0
+    # Accepted for compatibility, ignored (reported at start):
+    scan_interval_sec: float | None = None
+
+
+class BackpressureConf(_Conf):
+    policy: Literal["fair", "weighted", "unbounded"] = "fair"
+    """fair: equal shares under overload; weighted: shares by task weight; unbounded: the old system's behaviour
+    (never skip, unbounded queue), for benchmark baselines only."""
+    high_watermark: Annotated[int, Meta(ge=1, le=10_000)] = 2
+    """Frames queued or in flight per inference slot above which extractors skip."""
+    low_watermark: Annotated[int, Meta(ge=0, le=10_000)] = 1
+    """Frames per inference slot below which extractors resume."""
+    tick_ms: Annotated[int, Meta(ge=1, le=1000)] = 10
+    """How often the supervisor reads mailboxes and grants frames."""
+
+    def __post_init__(self) -> None:
+        if self.low_watermark >= self.high_watermark:
+            raise ValueError(
+                f"low_watermark ({self.low_watermark}) must be below high_watermark ({self.high_watermark})"
+            )
+
+
+class DetectorConf(_Conf):
+    backend: Literal["ssdlite", "emulated", "noop"] = "ssdlite"
+    """ssdlite: the built-in person detector; emulated: sleeps ``emulated_latency_ms`` (benchmarks, tests);
+    noop: returns nothing at once (measures the pipeline's own cost)."""
+    actors: Annotated[int, Meta(ge=1, le=256)] = 2
+    """Local inference actors (each one frame at a time)."""
+    model: str = ASSET_PREFIX + "ssdlite_person.pb"
+    model_config: str = ASSET_PREFIX + "ssdlite_person.pbtxt"
+    threshold: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
+    threads: Annotated[int, Meta(ge=1, le=64)] = 1
+    """OpenCV threads per inference actor."""
+    emulated_latency_ms: Annotated[float, Meta(ge=0, le=60_000)] = 50.0
+    emulated_jitter_ms: Annotated[float, Meta(ge=0, le=60_000)] = 0.0
+
+
+class AlertsConf(_Conf):
+    jsonl_path: str = "./data/alerts.jsonl"
+    rotate_bytes: Annotated[int, Meta(ge=4096)] = 64 * 1024 * 1024
+    """The JSON Lines file is rotated past this size."""
+    keep_files: Annotated[int, Meta(ge=1, le=1000)] = 5
+    """Rotated files kept (alerts.jsonl.1 ... .N)."""
+    image_max_count: Annotated[int, Meta(ge=0)] = 1000
+    """Alert images kept per task under ``ai_analysis.alert_base_path``; 0 means unlimited."""
+    image_max_age_sec: Seconds | None = None
+    """Alert images older than this are deleted."""
+    spool_dir: str = "./data/spool"
+    """Alerts the sink (Kafka) could not take wait here, on disk, and are replayed in order."""
+    spool_max_bytes: Annotated[int, Meta(ge=4096)] = 256 * 1024 * 1024
+
+
+class StatsConf(_Conf):
+    interval_sec: Annotated[float, Meta(gt=0, le=3600)] = 5.0
+    path: str = "./data/stats.json"
+    log: bool = True
+
+
+class SupervisionConf(_Conf):
+    restart_intensity: Annotated[int, Meta(ge=0, le=10_000)] = 5
+    """At most this many restarts of one child within ``restart_period_sec``; one more and it is given up."""
+    restart_period_sec: Seconds = 60.0
+    shutdown_timeout_sec: Annotated[float, Meta(gt=0, le=600)] = 5.0
+    """Per step of the shutdown: how long to wait before forcing."""
+
+
+class Config(_Conf):
+    frame_extractor: FrameExtractorConf = FrameExtractorConf()
+    ai_analysis: AiAnalysisConf = AiAnalysisConf()
+    backpressure: BackpressureConf = BackpressureConf()
+    detector: DetectorConf = DetectorConf()
+    alerts: AlertsConf = AlertsConf()
+    stats: StatsConf = StatsConf()
+    supervision: SupervisionConf = SupervisionConf()
+
+    # --- derived values (pure) ---
+
+    def task_interval_ms(self, task: TaskConf) -> int:
+        return task.interval_ms if task.interval_ms is not None else self.frame_extractor.interval_ms
+
+    def task_max_frame_count(self, task: TaskConf) -> int:
+        """0 means unlimited."""
+        if task.max_frame_count is not None:
+            return task.max_frame_count
+        if self.frame_extractor.max_frame_count is not None:
+            return self.frame_extractor.max_frame_count
+        return SAFE_MAX_FRAME_COUNT
+
+    def enabled_tasks(self) -> list[TaskConf]:
+        if not self.frame_extractor.enable:
+            return []
+        return [t for t in self.frame_extractor.tasks if t.enabled]
+
+
+class Loaded(msgspec.Struct, frozen=True):
+    """A decoded configuration and what to tell the user about it at start."""
+
+    config: Config
+    notices: list[str]  # ignored keys, unlimited retention, baseline policy...
+
+
+def resolve_asset(path: str) -> str:
+    """``asset:NAME`` -> the file shipped in ``actors/assets``; anything else unchanged."""
+    if path.startswith(ASSET_PREFIX):
+        return str(ASSETS_DIR / path[len(ASSET_PREFIX):])
+    return path
+
+
+def _check(cfg: Config) -> list[str]:
+    """Cross-section rules and notices; raises ConfigError naming the key path."""
+    fe = cfg.frame_extractor
+    notices: list[str] = []
+    ids: dict[str, int] = {}
+    for i, task in enumerate(fe.tasks):
+        where = f"$.frame_extractor.tasks[{i}]"
+        if task.id in ids:
+            raise ConfigError(f"Duplicate task id {task.id!r} (also at $.frame_extractor.tasks[{ids[task.id]}]) - at `{where}.id`")
+        ids[task.id] = i
+        if task.task_type not in fe.task_types:
+            raise ConfigError(
+                f"Unknown task type {task.task_type!r}: not in frame_extractor.task_types {fe.task_types} - at `{where}.task_type`"
+            )
+        try:
+            decode_algo_config(task.task_type, task.algo_config)
+        except msgspec.ValidationError as exc:
+            msg, _, path = str(exc).rpartition(" - at `$")
+            raise ConfigError(f"{msg or exc} - at `{where}.algo_config{path.rstrip('`')}`") from None
+        if task.enabled and cfg.task_max_frame_count(task) == 0:
+            notices.append(f"task {task.id!r}: max_frame_count = 0 means unlimited storage; frames will pile up")
+    if fe.backoff_initial_sec > fe.backoff_max_sec:
+        raise ConfigError("backoff_initial_sec must not exceed backoff_max_sec - at `$.frame_extractor.backoff_initial_sec`")
+    if not cfg.ai_analysis.enable:
+        raise ConfigError(
+            "framewatch samples only the frames it infers, so analysis cannot be disabled; "
+            "disable tasks instead (enabled = false) - at `$.ai_analysis.enable`"
+        )
+    if cfg.ai_analysis.mq_type == "kafka" and not cfg.ai_analysis.mq_address:
+        raise ConfigError("mq_type = 'kafka' needs mq_address (host:port) - at `$.ai_analysis.mq_address`")
+    for section, key in (("frame_extractor", "scan_interval_sec"), ("ai_analysis", "scan_interval_sec")):
+        if getattr(getattr(cfg, section), key) is not None:
+            notices.append(f"{section}.{key} is ignored: framewatch does not scan storage for work")
+    if fe.max_frame_count == 0:
+        notices.append("frame_extractor.max_frame_count = 0 means unlimited storage by default; frames will pile up")
+    if cfg.backpressure.policy == "unbounded":
+        notices.append("backpressure.policy = 'unbounded' never skips: extraction may outpace inference (baseline only)")
+    if not fe.enable:
+        notices.append("frame_extractor.enable = false: no task runs")
+    return notices
+
+
+def decode_config(data: bytes | str) -> Loaded:
+    """Decode and validate TOML text. Raises ConfigError."""
+    try:
+        cfg = msgspec.toml.decode(data, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"Not valid TOML: {exc}") from None
+    notices = _check(cfg)
+    return Loaded(config=_with_env_secrets(cfg, os.environ), notices=notices)
+
+
+def _with_env_secrets(cfg: Config, env: os._Environ[str] | dict[str, str]) -> Config:
+    minio = cfg.frame_extractor.minio
+    access = env.get("FRAMEWATCH_MINIO_ACCESS_KEY") or minio.access_key
+    secret = env.get("FRAMEWATCH_MINIO_SECRET_KEY") or minio.secret_key
+    if (access, secret) == (minio.access_key, minio.secret_key):
+        return cfg
+    minio = msgspec.structs.replace(minio, access_key=access, secret_key=secret)
+    return msgspec.structs.replace(cfg, frame_extractor=msgspec.structs.replace(cfg.frame_extractor, minio=minio))
+
+
+def load_config(path: str | os.PathLike[str]) -> Loaded:
+    """Read and validate a conf file. Raises ConfigError (the CLI turns it into exit code 2)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read configuration {str(path)!r}: {exc.strerror}") from None
+    return decode_config(data)
+
+
+def default_config_path() -> Path:
+    """The embedded default configuration (``conf/default.toml``, installed as ``actors.conf``)."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("actors.conf") / "default.toml"))

@@ -1,0 +1,171 @@
+"""Extractor actor: one per task (camera). Owns the task's frame source.
+
+Messages: ``Pump`` (from itself: grab the next frame), ``Reopen`` (from the timer: backoff over). Emits ``Frame`` to
+the inference pool, only for samples its valve grants; skipped samples cost a grab and a counter, nothing more
+(no colour conversion, no encode, no store, no send).
+
+Thread: every hook runs on the actor's own thread, named ``extractor:<task id>``. The source is opened in
+``on_start``/``Reopen`` and released in ``on_stop``/``on_failure``.
+
+Failures: a source that cannot be opened, fails to read or stalls is closed and reopened after an exponential backoff
+(a timer message, never a sleep), so the mailbox keeps answering and ``stop`` is handled within one read timeout.
+Anything else raised is a crash: the actor stops and the supervisor restarts it within its restart budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from .backpressure import Valve
+from .messages import Frame, Pump, Reopen
+from .metrics import Metrics
+from .pool import InferencePool
+from .sources import FrameSource, SourceEnded, SourceError
+from .supervision import Backoff
+from .timers import Timers
+
+log = logging.getLogger(__name__)
+
+
+class ExtractorActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        task_type: str,
+        interval_sec: float,
+        source_factory: Callable[[], FrameSource],
+        valve: Valve,
+        pool: InferencePool,
+        metrics: Metrics,
+        timers: Timers,
+        backoff: Backoff,
+        stall_timeout_sec: float,
+    ) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.task_type = task_type
+        self.interval = interval_sec
+        self._source_factory = source_factory
+        self._valve = valve
+        self._pool = pool
+        self._metrics = metrics
+        self._timers = timers
+        self._backoff = backoff
+        self._stall_timeout = stall_timeout_sec
+        self._source: FrameSource | None = None
+        self._next_due = 0.0
+        self._last_frame = 0.0
+        self._seq = 0
+
+    # --- lifecycle ---
+
+    def on_start(self) -> None:
+        threading.current_thread().name = f"extractor:{self.task_id}"
+        self._open(attempt=0)
+
+    def on_stop(self) -> None:
+        self._close()
+        self._metrics.source_state(self.task_id, "stopped")
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._close()
+        self._metrics.source_state(self.task_id, "crashed", f"{type(exc).__name__}: {exc}")
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case Pump():
+                self._pump()
+            case Reopen(attempt=attempt):
+                self._open(attempt)
+            case _:
+                log.warning("extractor %s: unexpected message %r", self.task_id, type(message).__name__)
+
+    # --- work ---
+
+    def _open(self, attempt: int) -> None:
+        self._close()
+        source = self._source_factory()
+        try:
+            source.open()
+        except SourceError as exc:
+            source.close()
+            self._metrics.source_state(self.task_id, "backoff", str(exc), open_failed=True)
+            self._retry_later(str(exc), attempt)
+            return
+        self._source = source
+        self._last_frame = time.monotonic()
+        self._next_due = 0.0
+        self._valve.due(time.monotonic())
+        self._metrics.source_state(self.task_id, "running", opened=True)
+        log.info("extractor %s: opened %s", self.task_id, source.url)
+        self.actor_ref.tell(Pump())
+
+    def _retry_later(self, reason: str, attempt: int) -> None:
+        self._valve.idle()
+        delay = self._backoff.next_delay()
+        log.warning("extractor %s: %s; retrying in %.1f s", self.task_id, reason, delay)
+        self._timers.send_after(delay, self.actor_ref, Reopen(attempt=attempt + 1))
+
+    def _close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+    def _pump(self) -> None:
+        source = self._source
+        if source is None:
+            return  # a stale Pump from before a reopen
+        try:
+            ts = source.grab()
+        except SourceEnded:
+            self._close()
+            self._valve.idle()
+            self._metrics.source_state(self.task_id, "ended")
+            log.info("extractor %s: end of %s", self.task_id, source.url)
+            return
+        except SourceError as exc:
+            self._fail_source(str(exc), stalled="frozen" in str(exc))
+            return
+        now = time.monotonic()
+        if now - self._last_frame > self._stall_timeout:
+            self._fail_source(f"stalled: no frame for {now - self._last_frame:.1f} s", stalled=True)
+            return
+        self._last_frame = now
+        self._metrics.frame_progress(self.task_id)
+        if ts >= self._next_due:
+            # Next sample one interval later; after a gap, start again from now rather than catching up.
+            self._next_due = self._next_due + self.interval if ts - self._next_due < self.interval else ts + self.interval
+            self._sample(source, ts)
+            self._valve.due(self._next_due)
+        self.actor_ref.tell(Pump())
+
+    def _sample(self, source: FrameSource, ts: float) -> None:
+        if not self._valve.take():
+            self._metrics.sampled(self.task_id, sent=False)
+            return
+        self._metrics.sampled(self.task_id, sent=True)
+        try:
+            image = source.retrieve()
+        except SourceError as exc:
+            self._metrics.failed(self.task_id, "decode error")
+            log.warning("extractor %s: %s", self.task_id, exc)
+            return
+        self._seq += 1
+        wall = time.time() - (time.monotonic() - ts)
+        frame = Frame(
+            task_id=self.task_id, task_type=self.task_type, seq=self._seq,
+            captured_at=wall, captured_mono=ts, image=image,
+        )
+        self._pool.submit(frame)
+
+    def _fail_source(self, reason: str, *, stalled: bool) -> None:
+        self._close()
+        self._metrics.source_state(self.task_id, "stalled" if stalled else "backoff", reason, stalled=stalled)
+        self._retry_later(reason, 0)

@@ -1,0 +1,198 @@
+"""A real RTSP camera for tests: the H.264 fixture and a handle on ``tests/rtsp_server.py`` running as a subprocess.
+
+The server runs under Debian's Python (``/usr/bin/python3``) because it needs python3-gi and GStreamer's RTSP server;
+the Debian packages are listed in ``.ci/apt-packages.txt``. ``rtsp_unavailable()`` says what is missing, so tests can
+skip with a reason instead of failing obscurely.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+TESTS_DIR = Path(__file__).resolve().parent
+SERVER_SCRIPT = TESTS_DIR / "rtsp_server.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+CLIP_MP4 = TESTS_DIR.parent / "actors" / "assets" / "vtest_5s.mp4"  # 768x576, 10 fps, 5 s
+CLIP_FPS = 10.0
+
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+
+
+class RtspServerError(RuntimeError):
+    """The test RTSP server did not start or misbehaved."""
+
+
+def rtsp_unavailable() -> str | None:
+    """Why the RTSP server cannot run here, or None when it can."""
+    if shutil.which("ffmpeg") is None:
+        return "ffmpeg not installed (see .ci/apt-packages.txt)"
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"{SYSTEM_PYTHON} not found"
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return "GStreamer RTSP server for Debian's Python missing (see .ci/apt-packages.txt): " + probe.stderr.strip()[-300:]
+    return None
+
+
+# The server's imports and elements: appsrc (plugins-base), h264parse (plugins-bad), rtph264pay (plugins-good).
+_PROBE = """
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer
+Gst.init(None)
+missing = [e for e in ("appsrc", "h264parse", "rtph264pay") if Gst.ElementFactory.find(e) is None]
+if missing:
+    raise SystemExit("missing GStreamer elements: " + ", ".join(missing))
+"""
+
+
+def make_h264_clip(cache_dir: Path, source: Path = CLIP_MP4) -> Path:
+    """Raw H.264 (Annex B) with access-unit delimiters and a keyframe every 10 frames, made once per cache dir."""
+    out = Path(cache_dir) / (source.stem + ".h264")
+    if out.exists() and out.stat().st_size > 0:
+        return out
+    tmp = out.with_suffix(".h264.part")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source),
+         "-c:v", "libx264", "-g", "10", "-bsf:v", "h264_metadata=aud=insert", "-f", "h264", str(tmp)],
+        check=True, capture_output=True, timeout=120,
+    )
+    tmp.replace(out)
+    return out
+
+
+class RtspServer:
+    """``tests/rtsp_server.py`` as a subprocess: start, stop, kill, freeze, thaw, restart on the same port.
+
+    ``start()`` returns once the server printed its READY line (or raises after ``READY_TIMEOUT_S``). The first start
+    takes any free port (``port=0``); restarts reuse it, so a client's URL stays valid. Every path reaps the process.
+    """
+
+    def __init__(self, h264: Path, *, port: int = 0, mount: str = "/cam", fps: float = CLIP_FPS) -> None:
+        self.h264 = Path(h264)
+        self.port = port
+        self.mount = mount
+        self.fps = fps
+        self.url: str | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._frozen = False
+        self._stderr = None
+
+    # lifetime -----------------------------------------------------------------------------------------------------
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> str:
+        if self.running:
+            raise RtspServerError("already running")
+        cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount,
+               "--h264", str(self.h264), "--fps", str(self.fps)]
+        # stderr goes to a file, not a pipe nobody drains while the server runs (a full pipe would block it).
+        self._stderr = tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
+                                text=True, bufsize=1)
+        self._proc = proc
+        try:
+            line = self._read_ready_line(proc, self._stderr, timeout)
+        except BaseException:
+            self._reap(signal.SIGKILL)
+            raise
+        self.url = line.split()[1]
+        self.port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+        return self.url
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM (after SIGCONT if frozen), wait, SIGKILL if it lingers. Returns the exit status, None if not running."""
+        return self._reap(signal.SIGTERM, timeout)
+
+    def kill(self) -> int | None:
+        """SIGKILL, like a camera losing power: no RTSP teardown, connections reset."""
+        return self._reap(signal.SIGKILL)
+
+    def restart(self, timeout: float = READY_TIMEOUT_S) -> str:
+        """Stop if running, then start again on the same port."""
+        self.stop()
+        return self.start(timeout)
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open but nothing arrives (and new connections get no answer)."""
+        self._signal(signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+        self._frozen = False
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def __enter__(self) -> RtspServer:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # internals ----------------------------------------------------------------------------------------------------
+
+    def _signal(self, sig: int) -> None:
+        if not self.running:
+            raise RtspServerError("not running")
+        self._proc.send_signal(sig)
+
+    def _reap(self, sig: int, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        try:
+            if proc.poll() is None:
+                if self._frozen and sig != signal.SIGKILL:
+                    proc.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+                proc.send_signal(sig)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout)
+            return proc.returncode
+        finally:
+            self._frozen = False
+            if proc.stdout is not None:
+                proc.stdout.close()
+            if self._stderr is not None:
+                self._stderr.close()
+                self._stderr = None
+
+    @staticmethod
+    def _read_ready_line(proc: subprocess.Popen[str], stderr, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    stderr.seek(0)
+                    raise RtspServerError(f"no READY line within {timeout} s: {stderr.read().strip()[-500:]}")
+                if not sel.select(remaining):
+                    continue
+                line = proc.stdout.readline()
+                if line.startswith("READY "):
+                    return line.strip()
+                if line == "":  # EOF: the server exited
+                    status = proc.wait(STOP_TIMEOUT_S)
+                    stderr.seek(0)
+                    err = stderr.read().strip()
+                    raise RtspServerError(f"server exited with status {status} before READY: {err[-500:]}")
