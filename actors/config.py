@@ -248,8 +248,10 @@ def _check(cfg: Config) -> list[str]:
         try:
             decode_algo_config(task.task_type, task.algo_config)
         except msgspec.ValidationError as exc:
-            msg, _, path = str(exc).rpartition(" - at `$")
-            raise ConfigError(f"{msg or exc} - at `{where}.algo_config{path.rstrip('`')}`") from None
+            msg, sep, path = str(exc).rpartition(" - at `$")
+            if not sep:  # an error about algo_config as a whole carries no path
+                msg, path = str(exc), ""
+            raise ConfigError(f"{msg} - at `{where}.algo_config{path.rstrip('`')}`") from None
         if task.enabled and cfg.task_max_frame_count(task) == 0:
             notices.append(f"task {task.id!r}: max_frame_count = 0 means unlimited storage; frames will pile up")
     if fe.backoff_initial_sec > fe.backoff_max_sec:
@@ -305,7 +307,10 @@ def load_config(path: str | os.PathLike[str]) -> Loaded:
 
 
 def default_config_path() -> Path:
-    """The embedded default configuration (``conf/default.toml``, installed as ``actors.conf``)."""
+    """The embedded default configuration: ``conf/default.toml`` in a checkout, ``actors.conf`` when installed."""
+    checkout = Path(__file__).resolve().parent.parent / "conf" / "default.toml"
+    if checkout.exists():
+        return checkout
     import importlib.resources
 
     return Path(str(importlib.resources.files("actors.conf") / "default.toml"))

@@ -49,10 +49,11 @@ class KafkaSink:
         interval_sec: float = 2.0,
         timeout_sec: float = 5.0,
         partitions: int = 1,
-        client_id: str = "framewatch",
+        client_id: str = "framewatch-alerts",
     ) -> None:
         """``batch_size`` and ``interval_sec`` are the alert actor's batching (``ai_analysis.alert_batch_*``);
-        ``timeout_sec`` bounds every blocking step (connect, metadata, delivery of a batch)."""
+        ``timeout_sec`` bounds every blocking step (connect, metadata, delivery of a batch). The producer's sender
+        thread is named ``<client_id>-network-thread``."""
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.partitions = partitions

@@ -4,8 +4,10 @@ It keeps, per indexed prefix (a task's frames, a task's alert images), an ordere
 built once at start from one listing per prefix, then maintained from ``Stored`` messages, so the bucket is never
 listed again. Each new key costs an append and, past the bound, a pop: O(1) per frame whatever the number of objects.
 
-Messages: ``Stored`` (from the writer), ``Sweep`` (timer: age bounds, retries). Deletes are collected and sent in
-one batch when the mailbox runs dry or the batch is full, so a burst of writes costs one delete call, not one each.
+Messages: ``Stored`` (from the writer), ``Sweep`` (timer, every second: age bounds, retries, the delete batch).
+Deletes are collected and sent in one call per sweep, or sooner when 100 are waiting, so deleting costs one request
+per second rather than one per frame. The index never holds more than the bound; the objects in storage exceed it by
+at most the frames written since the last batch (one second's worth), and after each batch exactly the newest remain.
 Deletes that fail are retried on the next sweep, counted, and never forgotten.
 
 Thread: ``retention``. A failure of the store at start (unreachable) leaves the index empty for that prefix, reported
@@ -88,10 +90,11 @@ class RetentionActor(pykka.ThreadingActor):
             case Sweep():
                 self._sweep()
             case RetentionStatsRequest():
+                self._flush()
                 return self.statistics()
             case _:
                 log.warning("retention: unexpected message %r", type(message).__name__)
-        if len(self._pending) >= DELETE_BATCH or self.actor_inbox.empty():
+        if len(self._pending) >= DELETE_BATCH:
             self._flush()
         return None
 
@@ -149,6 +152,7 @@ class RetentionActor(pykka.ThreadingActor):
             self._metrics.stored(bound.task_id, self._task_total(bound.task_id))
         self._pending.extend(self._retry)
         self._retry.clear()
+        self._flush()
 
     def _task_total(self, task_id: str) -> int:
         return sum(len(self._index[p]) for p, b in self._bounds.items() if b.task_id == task_id)

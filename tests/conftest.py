@@ -37,3 +37,14 @@ def rtsp_server(h264_clip):
         yield server
     finally:
         server.stop()
+
+
+# --- actors ---------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def stop_every_actor():
+    """Whatever a test did, no actor outlives it."""
+    import pykka
+
+    yield
+    pykka.ActorRegistry.stop_all(block=True, timeout=30)

@@ -174,7 +174,8 @@ class TansuBroker:
         if proc.poll() is not None:
             pytest.fail(f"tansu exited with {proc.returncode} on start (port {self.port})")
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 8.0) -> None:
+        """SIGTERM, then SIGKILL. Tansu lingers ~5 s after SIGTERM while clients are connected."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -182,6 +183,13 @@ class TansuBroker:
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, connections reset at once."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
             proc.kill()
             proc.wait()
 
@@ -222,7 +230,7 @@ def consume(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> li
 
 def kafka_threads() -> list[str]:
     """Names of live threads that belong to kafka-python clients (a closed sink must leave none)."""
-    return [t.name for t in threading.enumerate() if "kafka" in t.name.lower()]
+    return sorted(t.name for t in threading.enumerate() if t.name.endswith("network-thread") or "kafka" in t.name.lower())
 
 
 def make_alert(task_id: str, seq: int, **overrides: object) -> Alert:
