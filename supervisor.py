@@ -124,6 +124,7 @@ class Supervisor(pykka.ThreadingActor):
         detector_factory: Callable[[], Detector] | None = None,
         sink_factory: Callable[[], Sink] | None = None,
         escalate: Callable[[str], None] | None = None,
+        timers: Timers | None = None,
     ) -> None:
         super().__init__()
         self.cfg = loaded.config
@@ -135,7 +136,7 @@ class Supervisor(pykka.ThreadingActor):
         self._tasks = cfg.enabled_tasks()
         self.metrics = Metrics([t.id for t in self._tasks])
         self.pool = InferencePool(self.metrics)
-        self.timers: Timers | None = None
+        self.timers = timers or Timers("timers")
         self.store: Store | None = None
         self.retention: pykka.ActorRef[Any] | None = None
         self.alerts: pykka.ActorRef[Any] | None = None
@@ -162,6 +163,9 @@ class Supervisor(pykka.ThreadingActor):
     def on_start(self) -> None:
         threading.current_thread().name = "supervisor"
 
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._escalate(f"supervisor crashed: {exc_type.__name__}: {exc}")
+
     def on_receive(self, message: Any) -> Any:
         match message:
             case Tick():
@@ -187,8 +191,6 @@ class Supervisor(pykka.ThreadingActor):
         cfg = self.cfg
         for notice in self._notices:
             log.warning("conf: %s", notice)
-        self.timers = Timers("timers")
-        self.timers.start()
         self.store = build_store(cfg)
         self._components["storage"] = f"up ({self.store.name})"
         frame_prefixes, alert_prefixes, bounds, routes = self._layout()
@@ -275,7 +277,6 @@ class Supervisor(pykka.ThreadingActor):
                                loop=task.loop, realtime=task.realtime)
 
         def start() -> pykka.ActorRef[Any]:
-            assert self.timers is not None
             return ExtractorActor.start(
                 task_id=task.id, task_type=task.task_type, interval_sec=interval, source_factory=source,
                 valve=valve, pool=self.pool, metrics=self.metrics, timers=self.timers,
@@ -408,8 +409,7 @@ class Supervisor(pykka.ThreadingActor):
         for name, ref in (("writer", self.writer), ("retention", self.retention), ("alerts", self.alerts)):
             self._stop_refs([(name, ref)], timeout)
         snap = self._write_stats()
-        if self.timers is not None:
-            self.timers.stop(timeout)
+        self.timers.stop(timeout)
         if self.store is not None:
             self.store.close()
         log.info("shutdown: done; %s", status_line(snap))
@@ -420,13 +420,18 @@ class Supervisor(pykka.ThreadingActor):
 
 
 class Running:
-    """A started system, for ``main()`` and for tests: ``with Running(loaded) as fw: fw.snapshot()``."""
+    """A started system, for ``main()`` and for tests: ``with Running(loaded) as fw: fw.snapshot()``.
+
+    It owns the supervisor and the timer thread, so even a crashed supervisor leaves nothing running after ``stop``.
+    """
 
     def __init__(self, loaded: Loaded, **overrides: Any) -> None:
         self.loaded = loaded
         self.escalated = threading.Event()
         self.escalation = ""
-        self.ref = Supervisor.start(loaded, escalate=self._on_escalate, **overrides)
+        self.timers = Timers("timers")
+        self.timers.start()
+        self.ref = Supervisor.start(loaded, escalate=self._on_escalate, timers=self.timers, **overrides)
         self.final: Snapshot | None = None
         try:
             self.ref.ask(Start(), timeout=120)
@@ -445,11 +450,17 @@ class Running:
         return self.ref.proxy().metrics.get(timeout=5)
 
     def stop(self, timeout: float = 120) -> Snapshot | None:
-        if self.ref.is_alive():
-            try:
-                self.final = self.ref.ask(Shutdown(), timeout=timeout)
-            finally:
-                self.ref.stop(block=True, timeout=timeout)
+        try:
+            if self.ref.is_alive():
+                try:
+                    self.final = self.ref.ask(Shutdown(), timeout=timeout)
+                finally:
+                    self.ref.stop(block=True, timeout=timeout)
+            else:  # the supervisor crashed: its children have no owner left but us
+                log.critical("supervisor is dead; stopping every actor")
+                pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
+        finally:
+            self.timers.stop()
         return self.final
 
     def __enter__(self) -> Running:
@@ -492,7 +503,7 @@ def run(loaded: Loaded, duration: float | None = None) -> int:
             log.critical("cannot start: %s", exc)
             return 1
         deadline = time.monotonic() + duration if duration else None
-        while not stop.is_set() and not fw.escalated.is_set():
+        while not stop.is_set() and not fw.escalated.is_set() and fw.ref.is_alive():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break

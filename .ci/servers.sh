@@ -152,7 +152,7 @@ wait_ready() {
   while ! "$check"; do
     if [ -z "$(pid_of "$name")" ]; then
       log_tail "$log"
-      die "$name exited during start-up (log: $log)"
+      die "$name exited during start-up (log: $log); 'bash .ci/servers.sh stop' stops whatever did start"
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       log_tail "$log"
@@ -184,7 +184,6 @@ json.dump({"identities": [{"name": "admin", "credentials": [{"accessKey": sys.ar
     -s3.config="$ids" -s3.allowDeleteBucketNotEmpty=false -s3.port.iceberg=0 -s3.port.lance=0 \
     -webdav=false -admin.ui=false </dev/null >>"$log" 2>&1 &
   echo $! >"$STATE/seaweedfs.pid"
-  SW_STARTED=$SECONDS
 }
 
 start_tansu() {

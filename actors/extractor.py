@@ -26,7 +26,7 @@ from .backpressure import Valve
 from .messages import Frame, Pump, Reopen
 from .metrics import Metrics
 from .pool import InferencePool
-from .sources import FrameSource, SourceEnded, SourceError
+from .sources import FrameSource, SourceEnded, SourceError, SourceStalled
 from .supervision import Backoff
 from .timers import Timers
 
@@ -130,8 +130,11 @@ class ExtractorActor(pykka.ThreadingActor):
             self._metrics.source_state(self.task_id, "ended")
             log.info("extractor %s: end of %s", self.task_id, source.url)
             return
+        except SourceStalled as exc:
+            self._fail_source(str(exc), stalled=True)
+            return
         except SourceError as exc:
-            self._fail_source(str(exc), stalled="frozen" in str(exc))
+            self._fail_source(str(exc), stalled=False)
             return
         now = time.monotonic()
         if now - self._last_frame > self._stall_timeout:

@@ -135,7 +135,7 @@ class InferenceActor(pykka.ThreadingActor):
         decision = route.rule.evaluate(detections, w, h)
         self._metrics.inferred(
             frame.task_id, detections=bool(detections), latency_ms=elapsed_ms,
-            age_ms=(end - frame.captured_mono) * 1000,
+            age_ms=(t0 - frame.captured_mono) * 1000,
         )
         self._pool.done(self.slot)
         alert = None

@@ -32,6 +32,10 @@ class SourceError(Exception):
     """The source cannot be opened or stopped delivering frames."""
 
 
+class SourceStalled(SourceError):
+    """A live stream delivered no new frame within the read timeout (the camera froze)."""
+
+
 class SourceEnded(SourceError):
     """A non-looping file reached its end."""
 
@@ -115,7 +119,13 @@ class CaptureSource:
         if self._pacer is not None:
             ts = self._pacer.wait()
         started = time.monotonic()
-        if not cap.grab():
+        grabbed = cap.grab()
+        if self.live and time.monotonic() - started >= self._read_timeout_ms / 1000:
+            # The read timeout fired: FFmpeg's read was interrupted and this capture never delivers live frames again.
+            # grab() may still return True, once per frame the decoder held back for reordering (B-frames): old
+            # frames with distinct positions, so a repeated CAP_PROP_POS_MSEC does not reveal the stall; the time does.
+            raise SourceStalled(f"no new frame from {self.url} within {self._read_timeout_ms} ms (stream frozen)")
+        if not grabbed:
             if self.live:
                 raise SourceError(f"read failed on {self.url}")
             if not self._loop:
@@ -123,11 +133,6 @@ class CaptureSource:
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             if not cap.grab():
                 raise SourceError(f"cannot rewind {self.url}")
-        if self.live and time.monotonic() - started >= self._read_timeout_ms / 1000:
-            # The read timeout fired: FFmpeg's read was interrupted and this capture never delivers live frames again.
-            # grab() may still return True, once per frame the decoder held back for reordering (B-frames): old
-            # frames with distinct positions, so a repeated CAP_PROP_POS_MSEC does not reveal the stall; the time does.
-            raise SourceError(f"no new frame from {self.url} within {self._read_timeout_ms} ms (stream frozen)")
         return ts if self._pacer is not None else time.monotonic()
 
     def retrieve(self) -> np.ndarray:
