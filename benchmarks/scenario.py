@@ -1,0 +1,231 @@
+"""Scenario files: a framewatch conf under ``[framewatch]`` plus the load under ``[bench]``, validated at the edge.
+
+A scenario decodes into frozen Structs that forbid unknown fields, so a typo fails at once with the key path
+(``Object contains unknown field `duraton_sec` - at `$.bench```). The ``[framewatch]`` table is exactly a framewatch
+conf (the sections of ``conf/default.toml``); ``[bench.cameras]``, when present, replaces its task list with
+``count`` generated cameras, and ``[bench.inference]`` chooses the backend and the slot count.
+
+``run_config`` derives the conf of one run (framewatch as configured, or the baseline: the same conf with
+``backpressure.policy = "unbounded"``), with every path moved under the run's own directory. It performs the same
+cross-section checks as ``framewatch check``; errors name ``$.framewatch...`` or ``$.bench...`` key paths.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from actors import config as fwconfig
+from actors.config import Config, ConfigError, Loaded, TaskConf
+from actors.rules import PEOPLE_COUNTING
+
+Sec = Annotated[float, Meta(gt=0, le=7 * 86_400)]
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot run; the message names the key path and the reason."""
+
+
+class _S(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Cameras(_S):
+    count: Annotated[int, Meta(ge=1, le=1000)]
+    url: Annotated[str, Meta(min_length=1)]
+    """Source URL template; ``{i}`` is the camera number (0-based): ``synthetic://cam{i}?width=768&height=576&fps=25``,
+    ``asset:vtest_5s.mp4``, ``/path/clip.mp4``, ``rtsp://host/stream{i}``."""
+    id: Annotated[str, Meta(min_length=1)] = "cam-{i:02d}"
+    """Task id template."""
+    task_type: str = PEOPLE_COUNTING
+    interval_ms: fwconfig.PositiveMs | None = None
+    """Sampling interval of every camera; unset means ``bench.interval_ms``, then the conf's ``interval_ms``."""
+    realtime: bool = True
+    """Files and synthetic sources at their native rate (like a camera); false: as fast as they decode."""
+    loop: bool = True
+    weight: Annotated[float, Meta(gt=0, le=1000)] = 1.0
+    algo_config: dict[str, Any] = {}
+
+
+class Inference(_S):
+    backend: Literal["emulated", "ssdlite", "noop"] = "emulated"
+    """emulated: sleeps a latency drawn from ``distribution``; ssdlite: the real built-in detector; noop: nothing."""
+    slots: Annotated[int, Meta(ge=1, le=256)] | None = None
+    """Inference actors; unset means the conf's ``detector.actors``."""
+    distribution: Literal["constant", "uniform", "lognormal"] = "constant"
+    mean_ms: Annotated[float, Meta(gt=0, le=60_000)] = 50.0
+    """Mean latency of the emulated backend, in ms."""
+    jitter_ms: Annotated[float, Meta(ge=0, le=60_000)] = 0.0
+    """uniform: latency in ``mean_ms +- jitter_ms``."""
+    sigma: Annotated[float, Meta(ge=0, le=3)] = 0.3
+    """lognormal: the sigma of the underlying normal; mu is chosen so the mean is ``mean_ms``."""
+    detect_fraction: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    """emulated: fraction of frames on which one 'person' is found (exercises alerts and alert images)."""
+    seed: int | None = 1
+
+
+class RetentionScale(_S):
+    objects: Annotated[list[Annotated[int, Meta(ge=0, le=10_000_000)]], Meta(min_length=1, max_length=8)] = msgspec.field(
+        default_factory=lambda: [1000, 100_000])
+    """Objects pre-populated in the local store before start, one run per value, spread evenly over the tasks; each
+    task's ``max_frame_count`` is set to its share, so the store holds that many objects through the run."""
+    keep_store: bool = False
+    """Keep the pre-populated store directories after the run (they can be large)."""
+
+
+class Bench(_S):
+    name: str = ""
+    description: str = ""
+    mode: Literal["compare", "retention"] = "compare"
+    """compare: framewatch as configured, then the baseline; retention: framewatch once per ``retention.objects``."""
+    duration_sec: Sec = 60.0
+    """Measured time of each run, after warm-up."""
+    warmup_sec: Annotated[float, Meta(ge=0, le=3600)] = 10.0
+    quick_duration_sec: Sec = 20.0
+    """``--quick``: measured time of each run."""
+    quick_warmup_sec: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+    sample_interval_sec: Annotated[float, Meta(ge=0.05, le=60)] = 0.5
+    baseline: bool = True
+    """compare mode: also run the baseline (the old system's behaviour: never skip, unbounded queue)."""
+    order: Literal["framewatch-first", "baseline-first"] = "framewatch-first"
+    interval_ms: fwconfig.PositiveMs | None = None
+    """Sets ``frame_extractor.interval_ms`` (every camera without its own interval)."""
+    cameras: Cameras | None = None
+    inference: Inference = Inference()
+    retention: RetentionScale = RetentionScale()
+    decode_probe_sec: Annotated[float, Meta(ge=0, le=600)] = 3.0
+    """Seconds of decoding the sources alone (half one source, half all of them at once); 0 skips it."""
+    capacity_probe_frames: Annotated[int, Meta(ge=0, le=100_000)] = 30
+    """Frames run through the inference backend alone, on ``slots`` threads; 0 skips it."""
+    max_rss_growth_mb: Annotated[float, Meta(gt=0, le=1_000_000)] = 3000.0
+    """A run whose process RSS grows by more than this ends early (reported): the baseline's unbounded queue holds
+    decoded frames in memory (~1.3 MB each at 768x576) and would otherwise take the whole machine."""
+    drain_timeout_sec: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    """After measuring, frames still queued are run through a zero-latency detector so the run stops quickly."""
+
+
+class Scenario(_S):
+    bench: Bench = Bench()
+    framewatch: Config = Config()
+
+
+class Variant(msgspec.Struct, frozen=True, kw_only=True):
+    """One system run of a scenario."""
+
+    label: str  # "framewatch", "baseline", "objects=1000"...
+    policy: str
+    preexisting: int = 0  # retention mode: objects pre-populated in the store
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raises ScenarioError naming the key path."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {str(path)!r}: {exc.strerror}") from None
+    return decode_scenario(data)
+
+
+def decode_scenario(data: bytes | str) -> Scenario:
+    try:
+        sc = msgspec.toml.decode(data, type=Scenario)
+    except msgspec.ValidationError as exc:
+        raise ScenarioError(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ScenarioError(f"Not valid TOML: {exc}") from None
+    # Build every variant's conf once now, so a bad combination fails before anything starts.
+    for variant in variants(sc):
+        run_config(sc, variant, Path("/nonexistent/bench-check"))
+    if sc.bench.mode == "compare" and not sc.framewatch.frame_extractor.tasks and sc.bench.cameras is None:
+        raise ScenarioError("no camera: set [bench.cameras] or [[framewatch.frame_extractor.tasks]] - at `$.bench`")
+    return sc
+
+
+def variants(sc: Scenario) -> list[Variant]:
+    b = sc.bench
+    policy = sc.framewatch.backpressure.policy
+    if b.mode == "retention":
+        return [Variant(label=f"objects={n}", policy=policy, preexisting=n) for n in b.retention.objects]
+    out = [Variant(label="framewatch", policy=policy)]
+    if b.baseline:
+        out.append(Variant(label="baseline", policy="unbounded"))
+    if b.order == "baseline-first":
+        out.reverse()
+    return out
+
+
+def slots(sc: Scenario) -> int:
+    return sc.bench.inference.slots or sc.framewatch.detector.actors
+
+
+def durations(sc: Scenario, quick: bool) -> tuple[float, float]:
+    """(warm-up, measured) seconds."""
+    b = sc.bench
+    return (b.quick_warmup_sec, b.quick_duration_sec) if quick else (b.warmup_sec, b.duration_sec)
+
+
+def _camera_tasks(sc: Scenario) -> list[TaskConf]:
+    cams = sc.bench.cameras
+    assert cams is not None
+    tasks = []
+    for i in range(cams.count):
+        try:
+            url = cams.url.format(i=i)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ScenarioError(f"bad template {cams.url!r} ({exc}); use {{i}} for the camera number - at `$.bench.cameras.url`") from None
+        try:
+            task_id = cams.id.format(i=i)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ScenarioError(f"bad template {cams.id!r} ({exc}); use {{i}} for the camera number - at `$.bench.cameras.id`") from None
+        tasks.append(TaskConf(
+            id=task_id, task_type=cams.task_type, rtsp_url=url, interval_ms=cams.interval_ms, realtime=cams.realtime,
+            loop=cams.loop, weight=cams.weight, algo_config=dict(cams.algo_config),
+        ))
+    return tasks
+
+
+def run_config(sc: Scenario, variant: Variant, run_dir: Path) -> Loaded:
+    """The validated conf of one run: paths under ``run_dir``, the variant's policy, the scenario's load."""
+    r = msgspec.structs.replace
+    cfg = sc.framewatch
+    b = sc.bench
+    fe = cfg.frame_extractor
+    tasks = _camera_tasks(sc) if b.cameras is not None else list(fe.tasks)
+    fe = r(fe, output_dir=str(run_dir / "store"), tasks=tasks,
+           interval_ms=b.interval_ms if b.interval_ms is not None else fe.interval_ms)
+    if fe.store == "minio":  # one prefix per run, so runs never see each other's objects
+        fe = r(fe, minio=r(fe.minio, base_path="/".join(p for p in (fe.minio.base_path.strip("/"), "bench", run_dir.name) if p)))
+    if variant.preexisting:
+        enabled = [t for t in tasks if t.enabled] or tasks
+        per_task = max(1, math.ceil(variant.preexisting / max(len(enabled), 1)))
+        fe = r(fe, max_frame_count=per_task, tasks=[r(t, max_frame_count=None) for t in tasks])
+    det = r(cfg.detector, backend=b.inference.backend, actors=slots(sc))
+    cfg = r(
+        cfg,
+        frame_extractor=fe,
+        backpressure=r(cfg.backpressure, policy=variant.policy),
+        detector=det,
+        alerts=r(cfg.alerts, jsonl_path=str(run_dir / "alerts.jsonl"), spool_dir=str(run_dir / "spool")),
+        stats=r(cfg.stats, path=str(run_dir / "stats.json")),
+    )
+    try:
+        notices = fwconfig._check(cfg)  # the cross-section rules of `framewatch check` (no public entry point yet)
+    except ConfigError as exc:
+        msg = str(exc).replace("`$.", "`$.framewatch.")
+        if b.cameras is not None and "$.framewatch.frame_extractor.tasks[" in msg:
+            msg = msg.split(" - at `")[0] + " - at `$.bench.cameras`"
+        raise ScenarioError(msg) from None
+    return Loaded(config=cfg, notices=notices)
+
+
+def demand_fps(cfg: Config) -> float:
+    """Samples per second wanted by every enabled task together."""
+    return sum(1000 / cfg.task_interval_ms(t) for t in cfg.enabled_tasks())
+
+
+def high_watermark_total(cfg: Config, n_slots: int) -> int:
+    return min(cfg.backpressure.high_watermark * n_slots, cfg.ai_analysis.max_queue_size)

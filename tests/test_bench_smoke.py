@@ -1,0 +1,134 @@
+"""The benchmark harness end to end on a small overload (~20 s): the report's invariants hold, not its speeds.
+
+4 synthetic cameras every 100 ms (40 samples/s wanted) against emulated inference of 40 ms on one slot (25/s), run as
+framewatch and as the unbounded baseline through ``benchmarks.run_scenario``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks import ScenarioError, decode_scenario, run_scenario
+from benchmarks.progress import Progress
+from benchmarks.report import REPORT_FIELDS, RUN_FIELDS
+
+SCENARIO = """
+[bench]
+name = "smoke"
+quick_duration_sec = 7
+quick_warmup_sec = 2
+decode_probe_sec = 1
+capacity_probe_frames = 10
+
+[bench.cameras]
+count = 4
+url = "synthetic://smoke{i}?width=320&height=240&fps=25"
+interval_ms = 100
+
+[bench.inference]
+backend = "emulated"
+slots = 1
+distribution = "uniform"
+mean_ms = 40
+jitter_ms = 5
+
+[framewatch.frame_extractor]
+max_frame_count = 15
+
+[framewatch.backpressure]
+high_watermark = 2
+low_watermark = 1
+"""
+
+README = Path(__file__).resolve().parent.parent / "benchmarks" / "README.md"
+
+
+def _documented(section: str) -> list[str]:
+    """Field paths listed in the README table under the heading ``section`` (first column, in backticks)."""
+    text = README.read_text()
+    body = text.split(f"### {section}", 1)[1].split("\n#", 1)[0]
+    return re.findall(r"^\| `([a-z_.0-9]+)`", body, flags=re.M)
+
+
+def _has(doc: dict, path: str) -> bool:
+    cur = doc
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return False
+        cur = cur[part]
+    return True
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    sc = decode_scenario(SCENARIO)
+    return run_scenario(sc, path="smoke", quick=True, out_dir=tmp_path_factory.mktemp("bench"),
+                        progress=Progress(enabled=False), plots=False)
+
+
+def test_both_runs_ran_one_after_the_other(result):
+    assert list(result.report["runs"]) == ["framewatch", "baseline"]
+    assert result.report["order"].startswith("sequential")
+    for run in result.report["runs"].values():
+        assert run["measured_sec"] is not None and run["measured_sec"] > 5
+        assert run["counts"]["inferred"] > 0
+
+
+def test_conservation_holds_in_every_sampled_snapshot(result):
+    for run in result.report["runs"].values():
+        assert run["conservation"]["ok"], run["conservation"]["violations"]
+        assert run["conservation"]["samples"] == len(run["timeseries"]) > 10
+        assert all(s["conservation_ok"] for s in run["timeseries"])
+        c = run["counts"]
+        assert c["inferred"] == c["with_detections"] + c["without_detections"]
+
+
+def test_framewatch_peak_queue_stays_within_the_high_watermark(result):
+    q = result.report["runs"]["framewatch"]["queue"]
+    assert q["high_watermark_total"] == 2
+    assert q["peak_load"] <= q["high_watermark_total"]
+
+
+def test_framewatch_skips_and_the_baseline_never_does(result):
+    assert result.report["runs"]["framewatch"]["counts"]["skipped"] > 0  # 40/s wanted, 25/s possible
+    assert result.report["runs"]["baseline"]["counts"]["skipped"] == 0
+
+
+def test_storage_bound_holds_per_task(result):
+    for run in result.report["runs"].values():
+        st = run["storage"]
+        assert st["bound_violations"] == []
+        assert st["max_frame_count_per_task"] == 15
+        assert st["max_files_per_task_after_stop"] <= 15
+        assert all(s["stored"] <= 4 * 15 for s in run["timeseries"])
+
+
+def test_checks_pass_and_threads_come_back_after_stop(result):
+    assert result.report["checks"]["ok"], result.report["checks"]
+    for run in result.report["runs"].values():
+        assert run["lifecycle"]["threads_after_stop"] <= run["lifecycle"]["threads_before"]
+
+
+def test_json_has_every_documented_field(result):
+    doc = json.loads(Path(result.json_path).read_text())
+    top = _documented("Top-level fields")
+    per_run = _documented("Run fields")
+    assert len(top) >= 10 and len(per_run) >= 40  # the README tables were found
+    assert set(REPORT_FIELDS) <= {p.split(".")[0] for p in top}
+    assert set(RUN_FIELDS) <= {p.split(".")[0] for p in per_run}
+    assert [p for p in top if not _has(doc, p)] == []
+    for label, run in doc["runs"].items():
+        assert [p for p in per_run if not _has(run, p)] == [], label
+
+
+def test_a_bad_scenario_names_the_key_path():
+    with pytest.raises(ScenarioError, match=r"unknown field `duraton_sec` - at `\$.bench`"):
+        decode_scenario("[bench]\nduraton_sec = 3\n")
+    with pytest.raises(ScenarioError, match=r"at `\$.framewatch.backpressure`"):
+        decode_scenario(SCENARIO.replace("low_watermark = 1", "low_watermark = 5"))
+    with pytest.raises(ScenarioError, match=r"at `\$.bench.inference.distribution`"):
+        decode_scenario(SCENARIO.replace('"uniform"', '"gaussian"'))
