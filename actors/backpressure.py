@@ -29,8 +29,8 @@ import msgspec
 class Valve:
     """Credits for one camera; ``take`` is called by its extractor, ``grant``/``close`` by the supervisor."""
 
-    __slots__ = ("task_id", "weight", "interval_sec", "_lock", "_credits", "_next_due", "_open", "unbounded",
-                 "vtime", "granted")
+    __slots__ = ("task_id", "weight", "interval_sec", "_lock", "_credits", "_in_hand", "_next_due", "_open",
+                 "unbounded", "vtime", "granted")
 
     def __init__(self, task_id: str, *, weight: float = 1.0, interval_sec: float = 1.0, unbounded: bool = False):
         self.task_id = task_id
@@ -39,6 +39,7 @@ class Valve:
         self.unbounded = unbounded
         self._lock = threading.Lock()
         self._credits = 0
+        self._in_hand = 0  # credits taken whose frame is being converted, not yet in the pool's load
         self._next_due = float("inf")  # when the extractor will next sample; inf while its source is down
         self._open = True
         self.vtime = 0.0  # supervisor thread only
@@ -53,8 +54,14 @@ class Valve:
                 return True
             if self._credits > 0:
                 self._credits -= 1
+                self._in_hand += 1
                 return True
             return False
+
+    def handed_over(self) -> None:
+        """The frame a taken credit paid for is now in the pool's load (or was counted failed)."""
+        with self._lock:
+            self._in_hand = max(0, self._in_hand - 1)
 
     def due(self, when: float) -> None:
         """The extractor's next sample is due at ``when`` (monotonic seconds)."""
@@ -73,8 +80,9 @@ class Valve:
 
     @property
     def credits(self) -> int:
+        """Frames this camera may still add to the load: unspent credits plus those being converted right now."""
         with self._lock:
-            return self._credits
+            return self._credits + self._in_hand
 
     def wanting(self, now: float, horizon: float) -> bool:
         """Has no credit and samples within ``horizon`` seconds: a credit granted now is spent on a fresh frame
@@ -82,7 +90,7 @@ class Valve:
         with self._lock:
             return (
                 self._open
-                and self._credits == 0
+                and self._credits + self._in_hand == 0
                 and now - self.interval_sec - 1.0 < self._next_due <= now + horizon
             )
 

@@ -2,7 +2,8 @@
 
 Messages: ``Pump`` (from itself: grab the next frame), ``Reopen`` (from the timer: backoff over). Emits ``Frame`` to
 the inference pool, only for samples its valve grants; skipped samples cost a grab and a counter, nothing more
-(no colour conversion, no encode, no store, no send).
+(no colour conversion, no encode, no store, no send). A sample that finds no credit stays pending: the next frames
+grabbed may still take it (the freshest frame wins) until the following sample is due; only then is it skipped.
 
 Thread: every hook runs on the actor's own thread, named ``extractor:<task id>``. The source is opened in
 ``on_start``/``Reopen`` and released in ``on_stop``/``on_failure``.
@@ -61,6 +62,7 @@ class ExtractorActor(pykka.ThreadingActor):
         self._stall_timeout = stall_timeout_sec
         self._source: FrameSource | None = None
         self._next_due = 0.0
+        self._pending = False  # a sample is due and waits for a credit (until the next one is due)
         self._last_frame = 0.0
         self._seq = 0
 
@@ -102,6 +104,7 @@ class ExtractorActor(pykka.ThreadingActor):
         self._source = source
         self._last_frame = time.monotonic()
         self._next_due = 0.0
+        self._pending = False
         self._valve.due(time.monotonic())
         self._metrics.source_state(self.task_id, "running", opened=True)
         log.info("extractor %s: opened %s", self.task_id, source.url)
@@ -143,20 +146,25 @@ class ExtractorActor(pykka.ThreadingActor):
         self._last_frame = now
         self._metrics.frame_progress(self.task_id)
         if ts >= self._next_due:
+            if self._pending:  # the previous sample got no credit for a whole interval: it is skipped
+                self._metrics.sampled(self.task_id, sent=False)
+            self._pending = True
             # Next sample one interval later; after a gap, start again from now rather than catching up.
             self._next_due = self._next_due + self.interval if ts - self._next_due < self.interval else ts + self.interval
-            self._sample(source, ts)
-            self._valve.due(self._next_due)
+        if self._pending and self._valve.take():
+            self._pending = False
+            self._send(source, ts)
+        # A pending sample wants a credit now; otherwise the next one is due at _next_due.
+        self._valve.due(ts if self._pending else self._next_due)
         self.actor_ref.tell(Pump())
 
-    def _sample(self, source: FrameSource, ts: float) -> None:
-        if not self._valve.take():
-            self._metrics.sampled(self.task_id, sent=False)
-            return
+    def _send(self, source: FrameSource, ts: float) -> None:
+        """Convert the frame just grabbed (the freshest) and hand it to the pool; a credit paid for it."""
         self._metrics.sampled(self.task_id, sent=True)
         try:
             image = source.retrieve()
         except SourceError as exc:
+            self._valve.handed_over()
             self._metrics.failed(self.task_id, "decode error")
             log.warning("extractor %s: %s", self.task_id, exc)
             return
@@ -167,6 +175,7 @@ class ExtractorActor(pykka.ThreadingActor):
             captured_at=wall, captured_mono=ts, image=image,
         )
         self._pool.submit(frame)
+        self._valve.handed_over()
 
     def _fail_source(self, reason: str, *, stalled: bool) -> None:
         self._close()

@@ -15,6 +15,7 @@ from actors import sources
 from actors.backpressure import Controller, Valve
 from actors.config import decode_config
 from supervisor import Running
+from tests.waiting import assert_conserved
 
 CAMERAS = 8
 HIGH, LOW, SLOTS = 2, 1, 2
@@ -53,12 +54,6 @@ jsonl_path = "{tmp_path}/alerts.jsonl"
 interval_sec = 60
 path = "{tmp_path}/stats.json"
 """
-
-
-def assert_conserved(snap) -> None:
-    for name, c in [*snap.cameras.items(), ("totals", snap.totals)]:
-        assert c.sampled == c.skipped + c.inferred + c.failed + c.in_flight, name
-        assert c.inferred == c.with_detections + c.without_detections, name
 
 
 class Counter:
@@ -144,8 +139,10 @@ def test_the_controller_pauses_at_the_high_watermark_and_resumes_at_the_low_one(
         v.due(now)
     first = ctl.tick(valves, load=0, slots=2, now=now)
     assert (first.granted, first.high, first.low) == (4, 4, 2)
-    assert all(v.take() for v in valves)  # each camera spends its credit on its next sample
+    assert all(v.take() for v in valves)  # each camera spends its credit on its next sample...
+    assert ctl.tick(valves, load=0, slots=2, now=now).granted == 0  # ...converting: still counted, no new grant
     for v in valves:
+        v.handed_over()  # ...now in the pool's load
         v.due(now)
     assert ctl.tick(valves, load=4, slots=2, now=now).paused is True
     assert ctl.tick(valves, load=3, slots=2, now=now).granted == 0  # still above low: hysteresis

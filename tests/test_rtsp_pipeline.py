@@ -18,8 +18,9 @@ import cv2
 import pytest
 
 from actors.config import decode_config
-from actors.metrics import CameraStats, Snapshot
+from actors.metrics import Snapshot
 from supervisor import Running
+from tests.waiting import assert_conserved
 
 CAM = "rtsp-cam"
 SYNTH = "synthetic-cam"
@@ -79,14 +80,6 @@ log = false
 
 def _start(tmp_path: Path, url: str, **kw: object) -> Running:
     return Running(decode_config(_conf(tmp_path, url, **kw)))
-
-
-def assert_conserved(snap: Snapshot) -> None:
-    """sampled = skipped + inferred + failed + in_flight; inferred = with + without detections (cameras and totals)."""
-    rows: list[tuple[str, CameraStats | object]] = [*snap.cameras.items(), ("totals", snap.totals)]
-    for name, c in rows:
-        assert c.sampled == c.skipped + c.inferred + c.failed + c.in_flight, (name, c)  # type: ignore[attr-defined]
-        assert c.inferred == c.with_detections + c.without_detections, (name, c)  # type: ignore[attr-defined]
 
 
 def wait_for(fw: Running, condition: Callable[[Snapshot], bool], timeout: float, what: str,
