@@ -31,21 +31,25 @@ import msgspec
 import psutil
 import pykka
 
-from actors.alerts import AlertActor, AlertSpool, MemorySpool
+from actors import algo_service
+from actors.algo_client import ImageLinks, InflightImages, PresignedImages, RemoteBackend
+from actors.algorithms import Health, Registry, ServiceInfo
+from actors.alerts import AlertActor, AlertBoard, AlertSpool, MemorySpool
 from actors.backpressure import Controller, ControllerState, Valve
 from actors.config import Config, ConfigError, Loaded, TaskConf, default_config_path, load_config
 from actors.detectors import Detector, build_detector
 from actors.extractor import ExtractorActor
 from actors.frame_writer import FrameWriterActor
-from actors.inference import InferenceActor, TaskRoute
-from actors.messages import AlertStatsRequest, Flush, GetSnapshot, Shutdown, StatsTick, Start, Sweep, Tick
+from actors.http_api import HttpApi
+from actors.inference import Backend, InferenceActor, TaskRoute, local_backend
+from actors.messages import Flush, GetSnapshot, Shutdown, StatsTick, Start, Sweep, Tick
 from actors.metrics import BackpressureStats, Metrics, ProcessStats, Snapshot
 from actors.pool import InferencePool
 from actors.retention import Bound, RetentionActor
 from actors.rules import build_rule, has_builtin_rule
 from actors.sinks import JsonlSink, Sink
 from actors.sources import open_source
-from actors.storage import LocalStore, Store, join_key, task_dir
+from actors.storage import LocalStore, Store, StoreUnavailable, join_key, task_dir
 from actors.supervision import Backoff, ChildSpec, RestartBudget
 from actors.timers import Timers
 
@@ -66,12 +70,17 @@ class _Child:
 
 
 def build_store(cfg: Config) -> Store:
+    """The configured store, connected. A wrong setting raises StoreError naming it (framewatch cannot start: it will
+    not fix itself); an unreachable server does not: framewatch runs without storage and the store reconnects."""
     fe = cfg.frame_extractor
     if fe.store == "minio":
         from actors.minio_store import MinioStore  # imported only when configured
 
         store = MinioStore(fe.minio)
-        store.connect()
+        try:
+            store.connect()
+        except StoreUnavailable as exc:
+            log.error("storage down at start: %s; running without it (frames counted as not stored)", exc)
         return store
     return LocalStore(fe.output_dir)
 
@@ -136,6 +145,16 @@ class Supervisor(pykka.ThreadingActor):
         self._tasks = cfg.enabled_tasks()
         self.metrics = Metrics([t.id for t in self._tasks])
         self.pool = InferencePool(self.metrics)
+        ai = cfg.ai_analysis
+        self.registry = Registry(heartbeat_timeout_sec=ai.heartbeat_timeout_sec, circuit_open_sec=ai.circuit_open_sec)
+        self._registry_seen = 0
+        self._services: dict[str, tuple[ServiceInfo, list[str]]] = {}  # service id -> what it registered, its slots
+        self._epochs: dict[str, int] = {}  # slot names stay unique across re-registrations
+        self._retiring: list[tuple[str, pykka.ActorRef[Any]]] = []  # slots of services gone, draining
+        self._routes: dict[str, TaskRoute] = {}
+        self.images = InflightImages()
+        self._links: ImageLinks = self.images
+        self.http: HttpApi | None = None
         self.timers = timers or Timers("timers")
         self.store: Store | None = None
         self.retention: pykka.ActorRef[Any] | None = None
@@ -144,6 +163,7 @@ class Supervisor(pykka.ThreadingActor):
         self._children: dict[str, _Child] = {}
         self._valves: dict[str, Valve] = {}
         self._types: dict[str, str] = {t.id: t.task_type for t in self._tasks}
+        self._wanted = frozenset(self._types.values())  # task types some enabled camera has
         bp = cfg.backpressure
         self._controller = Controller(
             high_per_slot=bp.high_watermark, low_per_slot=bp.low_watermark,
@@ -156,6 +176,7 @@ class Supervisor(pykka.ThreadingActor):
         self._last: Snapshot | None = None
         self._stopping = False
         self._components: dict[str, str] = {}
+        self._alert_board = AlertBoard()  # the alert actor's stats, read without asking it (it may be blocked)
         self._unserved_reported: set[str] = set()
 
     # --- pykka hooks ---
@@ -171,14 +192,17 @@ class Supervisor(pykka.ThreadingActor):
             case Tick():
                 if not self._stopping:
                     self._check_children()
+                    self._sync_services()
                     self._grant()
             case StatsTick():
                 if not self._stopping:
                     self._write_stats()
-            case GetSnapshot(fresh=fresh):
-                return self._snapshot() if fresh or self._last is None else self._last
+            case GetSnapshot(fresh=fresh, window=window):
+                if fresh or self._last is None:  # before the first stats tick, a look that resets nobody's window
+                    return self._snapshot(window if fresh else "peek")
+                return self._last
             case Start():
-                self._start()
+                return self._start()
             case Shutdown():
                 return self._shutdown()
             case _:
@@ -187,18 +211,22 @@ class Supervisor(pykka.ThreadingActor):
 
     # --- building ---
 
-    def _start(self) -> None:
+    def _start(self) -> str:
+        """Build and start everything; returns the HTTP API's URL ("" when disabled)."""
         cfg = self.cfg
         for notice in self._notices:
             log.warning("conf: %s", notice)
         self.store = build_store(cfg)
-        self._components["storage"] = f"up ({self.store.name})"
         frame_prefixes, alert_prefixes, bounds, routes = self._layout()
+        self._routes = routes
+        if hasattr(self.store, "presigned_url"):
+            self._links = PresignedImages(self.store, self.images)
         self.retention = RetentionActor.start(store=self.store, bounds=bounds, metrics=self.metrics)
         sink_factory, spool = build_sink(cfg)
         self.alerts = AlertActor.start(
             sink_factory=self._sink_factory or sink_factory, spool=spool, metrics=self.metrics,
             batch_size=cfg.ai_analysis.alert_batch_size, batching=cfg.ai_analysis.alert_batch_enabled,
+            board=self._alert_board,
         )
         self.writer = FrameWriterActor.start(
             store=self.store, retention=self.retention, alerts=self.alerts, metrics=self.metrics,
@@ -208,8 +236,9 @@ class Supervisor(pykka.ThreadingActor):
         sup = cfg.supervision
         local_types = frozenset(t.task_type for t in self._tasks if has_builtin_rule(t.task_type))
         slots = min(cfg.detector.actors, cfg.ai_analysis.max_concurrent_infer)
+        local = Health("local", breaker=False)
         for k in range(slots):
-            self._add_child(self._inference_spec(f"local-{k}", routes, local_types))
+            self._add_child(self._inference_spec(f"local-{k}", local_types, local, local_backend(self._detector_factory)))
         for task in self._tasks:
             self._add_child(self._extractor_spec(task))
         for child in self._children.values():
@@ -218,9 +247,14 @@ class Supervisor(pykka.ThreadingActor):
         self.timers.send_every(cfg.stats.interval_sec, self.actor_ref, StatsTick())
         self.timers.send_every(1.0, self.retention, Sweep())
         self.timers.send_every(cfg.ai_analysis.alert_batch_interval_sec, self.alerts, Flush())
+        if cfg.http.enable:
+            self.http = HttpApi(cfg.http, registry=self.registry, images=self.images, snapshot=self._ask_snapshot,
+                                task_types=cfg.frame_extractor.task_types)
+            self._components["http"] = f"up ({self.http.start()})"
         for task in self._tasks:
             if not self.pool.serves(task.task_type):
-                log.warning("task %s: no backend serves task type %s; its frames are skipped", task.id, task.task_type)
+                log.warning("task %s: no backend serves task type %s; its frames are skipped until an algorithm "
+                            "service registers for it", task.id, task.task_type)
                 self.metrics.source_state(task.id, "idle", f"no backend serves task type {task.task_type}")
         log.info(
             "framewatch started: %d tasks, %d inference slots (%s), store %s, sink %s, policy %s",
@@ -228,19 +262,24 @@ class Supervisor(pykka.ThreadingActor):
             cfg.backpressure.policy,
         )
         self._restart_budget_note = f"{sup.restart_intensity} in {sup.restart_period_sec:g} s"
+        return self.http.url if self.http is not None else ""
+
+    def _ask_snapshot(self) -> Snapshot:
+        """For the HTTP API's threads: a fresh snapshot, made on the supervisor's thread."""
+        return self.actor_ref.ask(GetSnapshot(fresh=True, window="http"), timeout=5)
 
     def _layout(self) -> tuple[dict[str, str | None], dict[str, str], list[Bound], dict[str, TaskRoute]]:
         cfg = self.cfg
         ai = cfg.ai_analysis
-        base = cfg.frame_extractor.minio.base_path if cfg.frame_extractor.store == "minio" else ""
         frame_prefixes: dict[str, str | None] = {}
         alert_prefixes: dict[str, str] = {}
         bounds: list[Bound] = []
         routes: dict[str, TaskRoute] = {}
         for task in self._tasks:
             tdir = task_dir(task.task_type, task.id, task.output_path)
-            alert_prefix = join_key(base, ai.alert_base_path, task_dir(task.task_type, task.id, None))
-            frame_prefix = None if ai.save_only_with_detection else join_key(base, tdir)
+            # Keys are relative to the store's root (MinioStore adds minio.base_path itself).
+            alert_prefix = join_key(ai.alert_base_path, task_dir(task.task_type, task.id, None))
+            frame_prefix = None if ai.save_only_with_detection else tdir
             frame_prefixes[task.id] = frame_prefix
             alert_prefixes[task.id] = alert_prefix
             bounds.append(Bound(task_id=task.id, prefix=alert_prefix, max_count=cfg.alerts.image_max_count,
@@ -248,15 +287,17 @@ class Supervisor(pykka.ThreadingActor):
             if frame_prefix is not None:
                 bounds.append(Bound(task_id=task.id, prefix=frame_prefix, max_count=cfg.task_max_frame_count(task),
                                     max_age_sec=task.max_age_sec))
-            routes[task.id] = TaskRoute(build_rule(task.task_type, task.algo_config), frame_prefix, alert_prefix)
+            routes[task.id] = TaskRoute(build_rule(task.task_type, task.algo_config), frame_prefix, alert_prefix,
+                                        task.algo_config)
         return frame_prefixes, alert_prefixes, bounds, routes
 
-    def _inference_spec(self, slot: str, routes: dict[str, TaskRoute], types: frozenset[str]) -> ChildSpec:
-        self.pool.add_slot(slot, types)
+    def _inference_spec(self, slot: str, types: frozenset[str], health: Health,
+                        backend_factory: Callable[[], Backend]) -> ChildSpec:
+        self.pool.add_slot(slot, types, health)
 
         def start() -> pykka.ActorRef[Any]:
             return InferenceActor.start(
-                slot=slot, detector_factory=self._detector_factory, routes=routes, pool=self.pool,
+                slot=slot, backend_factory=backend_factory, health=health, routes=self._routes, pool=self.pool,
                 writer=self.writer, metrics=self.metrics,
             )
 
@@ -333,37 +374,93 @@ class Supervisor(pykka.ThreadingActor):
             if self.pool.serves(self._types[task_id]):
                 valves.append(valve)
         self._bp_state = self._controller.tick(
-            valves, load=self.pool.load(), slots=self.pool.live_slots(), now=time.monotonic()
+            valves, load=self.pool.load(), slots=self.pool.capacity(self._wanted), now=time.monotonic()
         )
+
+    # --- remote algorithm services ---
+
+    def _sync_services(self) -> None:
+        """Evict silent services; turn registry changes into slots added to or retired from the pool."""
+        self.registry.evict_stale()
+        if self.registry.generation == self._registry_seen:
+            return
+        self._registry_seen = self.registry.generation
+        wanted = self.registry.services()
+        for sid, (info, _) in list(self._services.items()):
+            if sid not in wanted or wanted[sid][0] != info:
+                self._retire_service(sid)
+        for sid, (info, health) in wanted.items():
+            if sid not in self._services:
+                self._add_service(info, health)
+
+    def _add_service(self, info: ServiceInfo, health: Health) -> None:
+        ai = self.cfg.ai_analysis
+        free = ai.max_concurrent_infer - len(self.pool.outstanding())
+        n = min(info.max_concurrency, free)
+        if n < info.max_concurrency:
+            log.warning("service %s: %d of its %d slots fit within max_concurrent_infer = %d", info.service_id,
+                        max(n, 0), info.max_concurrency, ai.max_concurrent_infer)
+        epoch = self._epochs.get(info.service_id, 0)
+        self._epochs[info.service_id] = epoch + 1
+        links, quality = self._links, self.cfg.frame_extractor.jpeg_quality
+
+        def backend() -> Backend:
+            return RemoteBackend(info, links, connect_timeout_sec=ai.connect_timeout_sec,
+                                 timeout_sec=ai.request_timeout_sec, jpeg_quality=quality)
+
+        slots = []
+        for k in range(max(n, 0)):
+            slot = f"{info.service_id}-{k}" + (f".{epoch}" if epoch else "")
+            spec = self._inference_spec(slot, frozenset(info.task_types), health, backend)
+            self._add_child(spec)
+            self._start_child(self._children[spec.id])
+            slots.append(slot)
+        self._services[info.service_id] = (info, slots)
+
+    def _retire_service(self, sid: str) -> None:
+        """No new frame goes to its slots; frames queued there move elsewhere (its health says evicted) or are
+        inferred by it if it was only updated; each actor stops once its mailbox is empty."""
+        _, slots = self._services.pop(sid)
+        for slot in slots:
+            self.pool.remove_slot(slot)
+            child = self._children.pop(f"inference:{slot}", None)
+            if child is not None and child.ref is not None:
+                child.ref.stop(block=False)
+                self._retiring.append((child.spec.id, child.ref))
+        self._retiring = [(name, ref) for name, ref in self._retiring if ref.is_alive()]
 
     # --- stats ---
 
-    def _snapshot(self) -> Snapshot:
-        alert_stats = None
-        if self.alerts is not None:
-            try:
-                alert_stats = self.alerts.ask(AlertStatsRequest(), timeout=2)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                alert_stats = None
+    def _snapshot(self, window: str = "stats") -> Snapshot:
+        alert_stats = self._alert_board.stats
         mailboxes = self.pool.mailboxes()
         for name, ref in (("writer", self.writer), ("retention", self.retention), ("alerts", self.alerts)):
             if ref is not None:
                 mailboxes[name] = ref.actor_inbox.qsize()
         st = self._bp_state
         components = dict(self._components)
-        if alert_stats is not None:
-            components["sink"] = "up" if alert_stats.sink_ok else "down"
+        if self.store is not None:
+            health = self.store.health()
+            components["storage"] = f"up ({self.store.name})" if health == "up" else health
+        if self.alerts is not None:
+            components["sink"] = "up" if alert_stats.sink_ok else f"down: {alert_stats.sink_error}"
+        groups = self.pool.by_group()
+        services = self.registry.statistics(
+            outstanding={g: o for g, (_, o) in groups.items()}, slots={g: n for g, (n, _) in groups.items()}
+        )
         return self.metrics.snapshot(
             started_mono=self._started,
-            slots=max(self.pool.live_slots(), 1),
+            slots=max(self.pool.capacity(self._wanted), 1),
             mailboxes=mailboxes,
             backpressure=BackpressureStats(policy=self.cfg.backpressure.policy, paused=st.paused, level=st.level,
                                            high=st.high, low=st.low, peak_load=self.pool.peak_load),
-            alert_queue=alert_stats.batch_queue if alert_stats else 0,
-            spooled=alert_stats.spooled if alert_stats else 0,
+            alert_queue=alert_stats.batch_queue,
+            spooled=alert_stats.spooled,
             process=_process_stats(self._proc),
             components=components,
             restarts={c.spec.id: c.restarts for c in self._children.values() if c.restarts},
+            services=services,
+            window=window,
         )
 
     def _write_stats(self) -> Snapshot:
@@ -404,7 +501,11 @@ class Supervisor(pykka.ThreadingActor):
         kids = list(self._children.values())
         self._stop_refs([(c.spec.id, c.ref) for c in reversed(kids) if c.spec.kind == "extractor"], timeout)
         log.info("shutdown: draining inference (%d frames in flight)", self.pool.load())
-        self._stop_refs([(c.spec.id, c.ref) for c in reversed(kids) if c.spec.kind != "extractor"], timeout)
+        self._stop_refs([(c.spec.id, c.ref) for c in reversed(kids) if c.spec.kind != "extractor"]
+                        + self._retiring, timeout)
+        if self.http is not None:
+            log.info("shutdown: stopping the http api")
+            self.http.stop(timeout)
         log.info("shutdown: storing, retention, flushing alerts")
         for name, ref in (("writer", self.writer), ("retention", self.retention), ("alerts", self.alerts)):
             self._stop_refs([(name, ref)], timeout)
@@ -433,8 +534,9 @@ class Running:
         self.timers.start()
         self.ref = Supervisor.start(loaded, escalate=self._on_escalate, timers=self.timers, **overrides)
         self.final: Snapshot | None = None
+        self.http_url = ""
         try:
-            self.ref.ask(Start(), timeout=120)
+            self.http_url = self.ref.ask(Start(), timeout=120)
         except BaseException:
             self.stop()
             raise
@@ -487,9 +589,29 @@ def _load_or_exit(path: str | None) -> Loaded:
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def _show_status(fw: Running, shown: str) -> str:
+    """Rewrite the terminal's last line with the newest snapshot's status line."""
+    try:
+        snap = fw.snapshot(fresh=False)
+    except (pykka.ActorDeadError, pykka.Timeout):
+        return shown
+    if snap.time != shown:
+        sys.stderr.write("\r\x1b[K" + status_line(snap))
+        sys.stderr.flush()
+    return snap.time
+
+
 def run(loaded: Loaded, duration: float | None = None) -> int:
-    """Run until SIGINT/SIGTERM, ``duration`` seconds, or an escalation; returns the exit code."""
+    """Run until SIGINT/SIGTERM, ``duration`` seconds, or an escalation; returns the exit code.
+
+    On a terminal the stats appear as one live status line instead of a log line per snapshot.
+    """
     stop = threading.Event()
+    live_status = sys.stderr.isatty()
+    if live_status:
+        loaded = msgspec.structs.replace(
+            loaded, config=msgspec.structs.replace(
+                loaded.config, stats=msgspec.structs.replace(loaded.config.stats, log=False)))
 
     def on_signal(signum: int, frame: Any) -> None:
         log.info("received %s; shutting down", signal.Signals(signum).name)
@@ -503,11 +625,16 @@ def run(loaded: Loaded, duration: float | None = None) -> int:
             log.critical("cannot start: %s", exc)
             return 1
         deadline = time.monotonic() + duration if duration else None
+        shown = ""
         while not stop.is_set() and not fw.escalated.is_set() and fw.ref.is_alive():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            stop.wait(0.2 if remaining is None else min(0.2, remaining))
+            stop.wait(0.5 if remaining is None else min(0.5, remaining))
+            if live_status:
+                shown = _show_status(fw, shown)
+        if live_status:
+            sys.stderr.write("\n")
         fw.stop()
         if fw.escalated.is_set():
             log.critical("stopped after escalation: %s", fw.escalation)
@@ -520,8 +647,6 @@ def run(loaded: Loaded, duration: float | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("run", "check", "-h", "--help") and not argv[0].startswith("-"):
-        argv = ["run", *argv]  # `python supervisor.py CONF` == `framewatch run CONF`
     parser = argparse.ArgumentParser(prog="framewatch", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command")
     p_run = sub.add_parser("run", help="run the pipeline (default: the embedded conf/default.toml)")
@@ -530,7 +655,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--log-level", default="info")
     p_check = sub.add_parser("check", help="validate a configuration and exit (code 2 if it is bad)")
     p_check.add_argument("conf")
-    args = parser.parse_args(argv or ["run"])
+    p_algo = sub.add_parser("algo", help="algorithm services")
+    algo_sub = p_algo.add_subparsers(dest="algo_command", required=True)
+    p_serve = algo_sub.add_parser("serve", help="run the reference algorithm service (the built-in detector), "
+                                  "registered with a framewatch")
+    algo_service.add_arguments(p_serve)
+    p_serve.add_argument("--log-level", default="info")
+    if not argv or (argv[0] not in sub.choices and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]  # `framewatch`, `framewatch --duration 9`, `python supervisor.py CONF` all run
+    args = parser.parse_args(argv)
+    if args.command == "algo":
+        _setup_logging(args.log_level)
+        return algo_service.serve(args)
     if args.command == "check":
         loaded = _load_or_exit(args.conf)
         for notice in loaded.notices:

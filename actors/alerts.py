@@ -5,8 +5,13 @@ A batch is written when it reaches ``alert_batch_size`` or when the timer fires 
 Older spooled alerts always go before newer ones, so one camera's alerts stay in order through an outage.
 
 When the sink fails, the batch goes to the spool (on disk for Kafka, so alerts survive a crash of the sink and a
-restart of framewatch; bounded, and a full spool drops its oldest entries as a counted, logged event). On stop the
-actor flushes: what the sink still refuses stays in the spool for the next run.
+restart of framewatch; bounded, and a full spool drops its oldest entries as a counted, logged event). While the sink
+is failing, it is tried again only after a backoff (``retry_initial_sec`` doubling to ``retry_max_sec``); batches in
+between go straight to the spool behind the older ones. A new actor on a non-empty spool replays it first. On stop the
+actor flushes: what the sink still refuses (or a sink already known down) stays in the spool for the next run.
+
+The actor posts its ``AlertStats`` on an ``AlertBoard`` after every message, so the supervisor's stats never wait on
+this actor, which may spend seconds in a write to a dead broker.
 
 Thread: ``alerts``; the sink is created in ``on_start`` and closed in ``on_stop``/``on_failure`` on this thread.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -25,6 +31,7 @@ import pykka
 from .messages import Alert, AlertStatsRequest, Flush
 from .metrics import Metrics
 from .sinks import Sink, SinkError
+from .supervision import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,14 @@ class AlertStats(msgspec.Struct, frozen=True):
     batch_queue: int
     spooled: int
     sink_ok: bool
+    sink_error: str = ""  # why the last write failed, while ``sink_ok`` is False
+
+
+class AlertBoard:
+    """The alert actor's latest ``AlertStats``, readable from any thread without asking the actor."""
+
+    def __init__(self) -> None:
+        self.stats = AlertStats(batch_queue=0, spooled=0, sink_ok=True)
 
 
 class AlertActor(pykka.ThreadingActor):
@@ -84,6 +99,9 @@ class AlertActor(pykka.ThreadingActor):
         metrics: Metrics,
         batch_size: int,
         batching: bool = True,
+        board: AlertBoard | None = None,
+        retry_initial_sec: float = 0.5,
+        retry_max_sec: float = 5.0,
     ) -> None:
         super().__init__()
         self._sink_factory = sink_factory
@@ -93,6 +111,10 @@ class AlertActor(pykka.ThreadingActor):
         self._batch_size = batch_size if batching else 1
         self._batch: list[Alert] = []
         self._sink_ok = True
+        self._sink_error = ""
+        self._backoff = Backoff(retry_initial_sec, retry_max_sec, reset_after_sec=retry_max_sec)
+        self._retry_at = 0.0  # monotonic: while the sink fails, no write before this
+        self.board = board or AlertBoard()
 
     def on_start(self) -> None:
         threading.current_thread().name = "alerts"
@@ -100,14 +122,20 @@ class AlertActor(pykka.ThreadingActor):
         if len(self._spool):
             log.info("alerts: %d spooled alerts from before; replaying them first", len(self._spool))
             self._flush()
+        self._publish()
 
     def on_stop(self) -> None:
-        self._flush()
+        if self._sink_ok:
+            self._flush()
+        else:  # known down: do not hold the shutdown for another timeout; the next run replays the spool
+            self._spool_batch()
         self._close_sink()
+        self._publish()
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._spool_batch()
         self._close_sink()
+        self._publish()
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -121,10 +149,15 @@ class AlertActor(pykka.ThreadingActor):
                 return self.statistics()
             case _:
                 log.warning("alerts: unexpected message %r", type(message).__name__)
+        self._publish()
         return None
 
     def statistics(self) -> AlertStats:
-        return AlertStats(batch_queue=len(self._batch), spooled=len(self._spool), sink_ok=self._sink_ok)
+        return AlertStats(batch_queue=len(self._batch), spooled=len(self._spool), sink_ok=self._sink_ok,
+                          sink_error=self._sink_error)
+
+    def _publish(self) -> None:
+        self.board.stats = self.statistics()
 
     def _close_sink(self) -> None:
         if self._sink is not None:
@@ -132,7 +165,10 @@ class AlertActor(pykka.ThreadingActor):
             self._sink = None
 
     def _flush(self) -> None:
-        """Spool first (older), then the batch; on the first failure the batch joins the spool."""
+        """Spool first (older), then the batch; on the first failure, or while backing off, the batch joins the spool."""
+        if time.monotonic() < self._retry_at:
+            self._spool_batch()
+            return
         if len(self._spool) and not self._drain_spool():
             self._spool_batch()
             return
@@ -160,10 +196,14 @@ class AlertActor(pykka.ThreadingActor):
             if self._sink_ok:
                 log.error("alerts: sink %s failed (%s); spooling until it recovers", self._sink.name, exc)
             self._sink_ok = False
+            self._sink_error = str(exc)
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
             return False
         if not self._sink_ok:
-            log.info("alerts: sink %s works again", self._sink.name)
+            log.info("alerts: sink %s works again; %d alerts still spooled", self._sink.name, len(self._spool))
         self._sink_ok = True
+        self._sink_error = ""
+        self._backoff.attempt = 0
         self._metrics.alerts_delivered(len(alerts))
         return True
 

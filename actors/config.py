@@ -123,8 +123,36 @@ class AiAnalysisConf(_Conf):
     alert_batch_enabled: bool = True
     alert_batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 100
     alert_batch_interval_sec: Annotated[float, Meta(gt=0, le=3600)] = 2.0
+    request_timeout_sec: Annotated[float, Meta(gt=0, le=300)] = 10.0
+    """Longest wait for one remote algorithm service call (the old system waited 30 s)."""
+    connect_timeout_sec: Annotated[float, Meta(gt=0, le=60)] = 2.0
+    circuit_open_sec: Annotated[float, Meta(gt=0, le=3600)] = 5.0
+    """A service whose call failed or timed out gets no new frame for this long, then one trial frame (half-open)."""
     # Accepted for compatibility, ignored (reported at start):
     scan_interval_sec: float | None = None
+
+
+class HttpConf(_Conf):
+    """The HTTP API: algorithm service registration, status, metrics, and in-flight frames for remote services."""
+
+    enable: bool = False
+    """Off unless set: a conf without ``[http]`` opens no port (the embedded default conf turns it on)."""
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8089
+    """0 picks a free port (tests)."""
+    public_url: str = ""
+    """Base URL remote services use to fetch in-flight frames; unset means ``http://host:port``."""
+    token: str = ""
+    """Shared token guarding register/heartbeat/unregister (``Authorization: Bearer <token>``); may come from
+    FRAMEWATCH_API_TOKEN instead (the environment wins). Never logged."""
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    """Larger request bodies are refused with 413."""
+
+    def __repr__(self) -> str:  # the token never reaches a log line through repr()
+        return (
+            f"HttpConf(enable={self.enable}, host={self.host!r}, port={self.port}, public_url={self.public_url!r}, "
+            f"token={'***' if self.token else ''!r}, max_body_bytes={self.max_body_bytes})"
+        )
 
 
 class BackpressureConf(_Conf):
@@ -197,6 +225,7 @@ class Config(_Conf):
     alerts: AlertsConf = AlertsConf()
     stats: StatsConf = StatsConf()
     supervision: SupervisionConf = SupervisionConf()
+    http: HttpConf = HttpConf()
 
     # --- derived values (pure) ---
 
@@ -231,7 +260,7 @@ def resolve_asset(path: str) -> str:
     return path
 
 
-def _check(cfg: Config) -> list[str]:
+def check_config(cfg: Config) -> list[str]:
     """Cross-section rules and notices; raises ConfigError naming the key path."""
     fe = cfg.frame_extractor
     notices: list[str] = []
@@ -261,6 +290,8 @@ def _check(cfg: Config) -> list[str]:
             "framewatch samples only the frames it infers, so analysis cannot be disabled; "
             "disable tasks instead (enabled = false) - at `$.ai_analysis.enable`"
         )
+    if cfg.http.public_url and not cfg.http.public_url.startswith(("http://", "https://")):
+        raise ConfigError("public_url must start with http:// or https:// - at `$.http.public_url`")
     if cfg.ai_analysis.mq_type == "kafka" and not cfg.ai_analysis.mq_address:
         raise ConfigError("mq_type = 'kafka' needs mq_address (host:port) - at `$.ai_analysis.mq_address`")
     for section, key in (("frame_extractor", "scan_interval_sec"), ("ai_analysis", "scan_interval_sec")):
@@ -283,11 +314,14 @@ def decode_config(data: bytes | str) -> Loaded:
         raise ConfigError(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"Not valid TOML: {exc}") from None
-    notices = _check(cfg)
+    notices = check_config(cfg)
     return Loaded(config=_with_env_secrets(cfg, os.environ), notices=notices)
 
 
 def _with_env_secrets(cfg: Config, env: os._Environ[str] | dict[str, str]) -> Config:
+    token = env.get("FRAMEWATCH_API_TOKEN") or cfg.http.token
+    if token != cfg.http.token:
+        cfg = msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, token=token))
     minio = cfg.frame_extractor.minio
     access = env.get("FRAMEWATCH_MINIO_ACCESS_KEY") or minio.access_key
     secret = env.get("FRAMEWATCH_MINIO_SECRET_KEY") or minio.secret_key

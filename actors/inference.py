@@ -1,15 +1,22 @@
-"""Inference actor: one slot of the pool. Owns one detector.
+"""Inference actor: one slot of the pool. Owns one backend: the local detector, or a connection to a remote service.
 
-Messages: ``Frame`` (from the pool). For each frame: run the detector on the decoded array, apply the task type's
-rule, count the result, free the slot, then hand the frame to the writer (to store it, and with the alert if the
-rule fired). Storage and alert delivery happen off this thread, so a slow disk or broker never slows inference.
+Messages: ``Frame`` (from the pool). For each frame: ask the backend for a decision (the local backend runs the
+detector and applies the task type's rule; the remote one calls an algorithm service, see ``actors.algo_client``),
+count the result, free the slot, then hand the frame to the writer (to store it, and with the alert if the rule
+fired). Storage and alert delivery happen off this thread, so a slow disk or broker never slows inference.
 
-Thread: all hooks run on the actor's own thread, ``inference:<slot>``; the detector is created in ``on_start`` on that
+Thread: all hooks run on the actor's own thread, ``inference:<slot>``; the backend is created in ``on_start`` on that
 thread and closed in ``on_stop``/``on_failure``.
 
-Failures: a detector that raises fails the frame (counted, with the reason) and then crashes the actor, so the
-supervisor restarts it with a fresh detector within the restart budget. Frames still queued in the crashed actor's
-mailbox are counted failed ("inference actor crashed"), so the conservation equation holds through crashes.
+Failures:
+
+- A local detector that raises fails the frame (counted, with the reason) and then crashes the actor, so the
+  supervisor restarts it with a fresh detector within the restart budget. Frames still queued in the crashed actor's
+  mailbox are counted failed ("inference actor crashed"), so the conservation equation holds through crashes.
+- A remote call that fails or times out (``BackendUnavailable``) opens the service's circuit (``Health``) and the
+  frame is retried once on another slot (another service, or the local detector if it serves the type); a frame that
+  was already retried, or that finds no other slot, is counted failed. Frames still queued here while the circuit is
+  open or the service is evicted are moved the same way, without calling it. The actor itself lives on.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
+import msgspec
 import pykka
 
+from .algorithms import Health
 from .detectors import Detector
 from .messages import Alert, Frame, StoreFrame
 from .metrics import Metrics
@@ -34,14 +43,63 @@ log = logging.getLogger(__name__)
 
 
 class TaskRoute:
-    """What inference needs to know about a task: its rule and where its frames and alert images go."""
+    """What inference needs to know about a task: its rule, its conf, and where its frames and alert images go."""
 
-    __slots__ = ("rule", "frame_prefix", "alert_prefix")
+    __slots__ = ("rule", "frame_prefix", "alert_prefix", "algo_config")
 
-    def __init__(self, rule: Rule | None, frame_prefix: str | None, alert_prefix: str) -> None:
+    def __init__(self, rule: Rule | None, frame_prefix: str | None, alert_prefix: str,
+                 algo_config: Mapping[str, Any] | None = None) -> None:
         self.rule = rule
         self.frame_prefix = frame_prefix  # None: do not store plain frames (save_only_with_detection)
         self.alert_prefix = alert_prefix
+        self.algo_config = dict(algo_config or {})  # sent unchanged to remote services
+
+    def frame_key(self, frame: Frame) -> str | None:
+        return frame_key(self.frame_prefix, frame.captured_at, frame.seq) if self.frame_prefix else None
+
+
+class Inferred(msgspec.Struct, frozen=True):
+    """A backend's answer for one frame."""
+
+    decision: Decision
+    detected: bool  # anything detected at all (the ``with_detections`` counter), whether or not it alerts
+
+
+class BackendUnavailable(Exception):
+    """The backend could not answer for this frame (connection refused, timeout, HTTP error, ``success: false``):
+    the frame may be retried on another slot, and the backend's circuit opens."""
+
+
+class Backend(Protocol):
+    name: str  # reported in alerts
+
+    def infer(self, frame: Frame, route: TaskRoute) -> Inferred:
+        """Decide on ``frame``; raises ``BackendUnavailable``, or anything else for a bug (the actor crashes)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """The in-process detector plus the task type's built-in rule."""
+
+    def __init__(self, detector: Detector) -> None:
+        self._detector = detector
+        self.name = detector.name
+
+    def infer(self, frame: Frame, route: TaskRoute) -> Inferred:
+        if route.rule is None:
+            raise BackendUnavailable(f"no built-in rule for task type {frame.task_type}")
+        detections = self._detector.detect(frame.image)
+        h, w = frame.image.shape[:2]
+        return Inferred(decision=route.rule.evaluate(detections, w, h), detected=bool(detections))
+
+    def close(self) -> None:
+        self._detector.close()
+
+
+def local_backend(detector_factory: Callable[[], Detector]) -> Callable[[], Backend]:
+    return lambda: LocalBackend(detector_factory())
 
 
 def utc_iso(wall: float) -> str:
@@ -71,7 +129,8 @@ class InferenceActor(pykka.ThreadingActor):
         self,
         *,
         slot: str,
-        detector_factory: Callable[[], Detector],
+        backend_factory: Callable[[], Backend],
+        health: Health,
         routes: Mapping[str, TaskRoute],
         pool: InferencePool,
         writer: pykka.ActorRef[Any],
@@ -79,22 +138,23 @@ class InferenceActor(pykka.ThreadingActor):
     ) -> None:
         super().__init__()
         self.slot = slot
-        self._detector_factory = detector_factory
+        self._backend_factory = backend_factory
+        self._health = health
         self._routes = routes
         self._pool = pool
         self._writer = writer
         self._metrics = metrics
-        self._detector: Detector | None = None
+        self._backend: Backend | None = None
 
     def on_start(self) -> None:
         threading.current_thread().name = f"inference:{self.slot}"
-        self._detector = self._detector_factory()
+        self._backend = self._backend_factory()
 
     def on_stop(self) -> None:
-        self._close_detector()
+        self._close_backend()
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._close_detector()
+        self._close_backend()
         lost = 0
         while not self.actor_inbox.empty():  # pykka would drop these silently: account for each one
             message = self.actor_inbox.get_nowait().message
@@ -110,20 +170,28 @@ class InferenceActor(pykka.ThreadingActor):
             case _:
                 log.warning("inference %s: unexpected message %r", self.slot, type(message).__name__)
 
-    def _close_detector(self) -> None:
-        if self._detector is not None:
-            self._detector.close()
-            self._detector = None
+    def _close_backend(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def _infer(self, frame: Frame) -> None:
         route = self._routes.get(frame.task_id)
-        if route is None or route.rule is None or self._detector is None:
+        if route is None or self._backend is None:
             self._pool.done(self.slot)
             self._metrics.failed(frame.task_id, f"no backend serves task type {frame.task_type}")
             return
         t0 = time.monotonic()
+        if not self._health.usable(t0):
+            self._move(frame, f"{self._health.name} {self._health.state(t0)}", 0.0)
+            return
         try:
-            detections = self._detector.detect(frame.image)
+            result = self._backend.infer(frame, route)
+        except BackendUnavailable as exc:
+            end = time.monotonic()
+            self._health.failed(str(exc), (end - t0) * 1000, end)
+            self._move(frame, f"{self._health.name}: {exc}", (end - t0) * 1000)
+            return
         except Exception as exc:
             elapsed_ms = (time.monotonic() - t0) * 1000
             self._pool.done(self.slot)
@@ -131,21 +199,32 @@ class InferenceActor(pykka.ThreadingActor):
             raise
         end = time.monotonic()
         elapsed_ms = (end - t0) * 1000
-        h, w = frame.image.shape[:2]
-        decision = route.rule.evaluate(detections, w, h)
+        self._health.succeeded(elapsed_ms)
         self._metrics.inferred(
-            frame.task_id, detections=bool(detections), latency_ms=elapsed_ms,
-            age_ms=(t0 - frame.captured_mono) * 1000,
+            frame.task_id, detections=result.detected, latency_ms=elapsed_ms,
+            age_ms=(end - frame.captured_mono) * 1000,
         )
         self._pool.done(self.slot)
         alert = None
+        decision = result.decision
         if decision.alert:
             alert = make_alert(
                 frame, decision,
                 image_key=frame_key(route.alert_prefix, frame.captured_at, frame.seq),
-                inference_ms=elapsed_ms, backend=self._detector.name,
+                inference_ms=elapsed_ms, backend=self._backend.name,
             )
             self._metrics.alert_emitted(frame.task_id)
-        key = frame_key(route.frame_prefix, frame.captured_at, frame.seq) if route.frame_prefix else None
+        key = route.frame_key(frame)
         if alert is not None or key is not None:
             self._writer.tell(StoreFrame(frame=frame, frame_key=key, alert=alert))
+
+    def _move(self, frame: Frame, reason: str, elapsed_ms: float) -> None:
+        """This backend could not infer ``frame``: retry it once on another group's slot, else count it failed."""
+        self._pool.done(self.slot)
+        if frame.retry_of:
+            self._metrics.failed(frame.task_id, "failed after a retry", elapsed_ms)
+            return
+        log.debug("inference %s: retrying frame %s/%d elsewhere: %s", self.slot, frame.task_id, frame.seq, reason)
+        self._metrics.busy(elapsed_ms)
+        if self._pool.submit(msgspec.structs.replace(frame, retry_of=self._health.name)):
+            self._health.retried()

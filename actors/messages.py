@@ -34,6 +34,7 @@ class Frame(msgspec.Struct, frozen=True):
     captured_at: float  # wall clock, seconds since the epoch (leaves the process in alerts and keys)
     captured_mono: float  # time.monotonic() when sampled (frame age at inference)
     image: Any
+    retry_of: str = ""  # set when the frame is retried: the backend group (service id) that failed it; never twice
 
 
 class Alert(msgspec.Struct, frozen=True):
@@ -142,9 +143,11 @@ class Start(msgspec.Struct, frozen=True):
 
 
 class GetSnapshot(msgspec.Struct, frozen=True):
-    """Ask the supervisor for a stats snapshot: the last one written, or a new one when ``fresh``."""
+    """Ask the supervisor for a stats snapshot: the last one written, or a new one when ``fresh``, whose rates cover
+    the time since the previous fresh snapshot of the same ``window`` (each reader keeps its own)."""
 
     fresh: bool = False
+    window: str = "caller"
 
 
 class Shutdown(msgspec.Struct, frozen=True):

@@ -39,7 +39,9 @@ class _Camera:
         self.last_frame_mono = 0.0
 
 
-class CameraStats(msgspec.Struct, frozen=True):
+class Counts(msgspec.Struct, frozen=True, kw_only=True):
+    """The counters a camera and the totals share; see the module docstring for the equations they satisfy."""
+
     sampled: int
     skipped: int
     inferred: int
@@ -50,31 +52,21 @@ class CameraStats(msgspec.Struct, frozen=True):
     alerts: int = 0
     stored: int = 0  # frames and alert images in storage now (retention's index)
     store_failed: int = 0
+    sampled_per_s: float = 0.0
+    extracted_per_s: float = 0.0  # frames converted and handed to inference
+    inferred_per_s: float = 0.0
+
+
+class CameraStats(Counts, frozen=True, kw_only=True):
     state: str = ""
     opens: int = 0
     open_failures: int = 0
     stalls: int = 0
     last_error: str = ""
-    sampled_per_s: float = 0.0
-    extracted_per_s: float = 0.0  # frames converted and handed to inference
-    inferred_per_s: float = 0.0
     share: float = 0.0  # this camera's fraction of the frames inferred in the window
 
 
-class Totals(msgspec.Struct, frozen=True):
-    sampled: int
-    skipped: int
-    inferred: int
-    failed: int
-    in_flight: int
-    with_detections: int
-    without_detections: int
-    alerts: int
-    stored: int
-    store_failed: int
-    sampled_per_s: float
-    extracted_per_s: float
-    inferred_per_s: float
+class Totals(Counts, frozen=True, kw_only=True):
     success_rate: float
 
 
@@ -113,6 +105,24 @@ class BackpressureStats(msgspec.Struct, frozen=True):
     peak_load: int  # most frames ever queued or in inference at once
 
 
+class ServiceStats(msgspec.Struct, frozen=True):
+    """One registered remote algorithm service (``actors.algorithms``)."""
+
+    name: str
+    endpoint: str
+    mode: str  # "url" | "inline"
+    task_types: list[str]
+    slots: int  # inference slots it holds in the pool (its max_concurrency, within max_concurrent_infer)
+    outstanding: int  # frames queued for or being inferred by it now
+    completed: int
+    failures: int  # calls that failed or timed out
+    retries: int  # frames it failed (or could not take) that were sent to another slot
+    circuit: str  # "closed" | "open" | "half-open" | "evicted"
+    avg_latency_ms: float  # EWMA of its round trips, as routing sees it
+    heartbeat_age_sec: float
+    last_error: str = ""
+
+
 class Snapshot(msgspec.Struct, frozen=True):
     time: str
     uptime_sec: float
@@ -126,6 +136,18 @@ class Snapshot(msgspec.Struct, frozen=True):
     process: ProcessStats
     components: dict[str, str]  # name -> "up" | "down: reason" | "given up: reason"
     restarts: dict[str, int]
+    services: dict[str, ServiceStats] = {}  # remote algorithm services by service id
+
+
+class _Window:
+    """Where one reader's previous snapshot left the counters: rates are deltas since then."""
+
+    __slots__ = ("start", "busy", "counts")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.busy = 0.0
+        self.counts: dict[str, tuple[int, int, int]] = {}  # task -> (sampled, sent, inferred)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -147,9 +169,15 @@ class Metrics:
         self._busy_sec = 0.0
         self._failure_reasons: dict[str, int] = {}
         self.alerts_emitted = self.alerts_written = self.alerts_dropped = 0
-        self._window_start = time.monotonic()
-        self._window_counts: dict[str, tuple[int, int, int]] = {}
-        self._window_busy = 0.0
+        # Rate windows by reader ("stats" for the periodic snapshot, "http", "caller"...): each reader measures rates
+        # since its own previous snapshot, so scraping /metrics does not shorten the stats line's window.
+        self._windows: dict[str, _Window] = {}
+
+    def _window(self, name: str, now: float) -> _Window:
+        w = self._windows.get(name)
+        if w is None:
+            w = self._windows[name] = _Window(now)
+        return w
 
     def _cam(self, task_id: str) -> _Camera:
         cam = self._cams.get(task_id)
@@ -210,6 +238,11 @@ class Metrics:
             self._failure_reasons[reason] = self._failure_reasons.get(reason, 0) + 1
             self._busy_sec += latency_ms / 1000
 
+    def busy(self, latency_ms: float) -> None:
+        """Time a slot spent on a frame that moved to another slot (neither inferred nor failed yet)."""
+        with self._lock:
+            self._busy_sec += latency_ms / 1000
+
     def in_flight(self) -> int:
         with self._lock:
             return sum(c.sent - c.inferred - c.failed for c in self._cams.values())
@@ -252,31 +285,32 @@ class Metrics:
         process: ProcessStats,
         components: dict[str, str],
         restarts: dict[str, int],
+        services: dict[str, ServiceStats] | None = None,
+        window: str = "stats",
     ) -> Snapshot:
-        """Copy every counter under the lock, and advance the rate window to now."""
+        """Copy every counter under the lock; rates cover the time since this ``window``'s previous snapshot."""
         now = time.monotonic()
         with self._lock:
-            window = max(now - self._window_start, 1e-9)
-            busy = (self._busy_sec - self._window_busy) / window / max(slots, 1)
+            w = self._window(window, now)
+            elapsed = max(now - w.start, 1e-9)
+            busy = (self._busy_sec - w.busy) / elapsed / max(slots, 1)
             cameras: dict[str, CameraStats] = {}
-            window_inferred = {
-                t: c.inferred - self._window_counts.get(t, (0, 0, 0))[2] for t, c in self._cams.items()
-            }
+            window_inferred = {t: c.inferred - w.counts.get(t, (0, 0, 0))[2] for t, c in self._cams.items()}
             total_window_inferred = sum(window_inferred.values())
             for task_id, c in self._cams.items():
-                prev = self._window_counts.get(task_id, (0, 0, 0))
+                prev = w.counts.get(task_id, (0, 0, 0))
                 cameras[task_id] = CameraStats(
                     sampled=c.sampled, skipped=c.skipped, inferred=c.inferred, failed=c.failed,
                     in_flight=c.sent - c.inferred - c.failed, with_detections=c.with_detections,
                     without_detections=c.without_detections, alerts=c.alerts, stored=c.stored,
                     store_failed=c.store_failed, state=c.state, opens=c.opens, open_failures=c.open_failures,
                     stalls=c.stalls, last_error=c.last_error,
-                    sampled_per_s=round((c.sampled - prev[0]) / window, 2),
-                    extracted_per_s=round((c.sent - prev[1]) / window, 2),
-                    inferred_per_s=round((c.inferred - prev[2]) / window, 2),
+                    sampled_per_s=round((c.sampled - prev[0]) / elapsed, 2),
+                    extracted_per_s=round((c.sent - prev[1]) / elapsed, 2),
+                    inferred_per_s=round((c.inferred - prev[2]) / elapsed, 2),
                     share=round(window_inferred[task_id] / total_window_inferred, 4) if total_window_inferred else 0.0,
                 )
-                self._window_counts[task_id] = (c.sampled, c.sent, c.inferred)
+                w.counts[task_id] = (c.sampled, c.sent, c.inferred)
             latencies = list(self._latency_ms)
             ages = list(self._age_ms)
             inference = InferenceStats(
@@ -293,8 +327,8 @@ class Metrics:
                 emitted=self.alerts_emitted, written=self.alerts_written, dropped=self.alerts_dropped,
                 batch_queue=alert_queue, spooled=spooled,
             )
-            self._window_start = now
-            self._window_busy = self._busy_sec
+            w.start = now
+            w.busy = self._busy_sec
         cams = cameras.values()
         finished = sum(c.inferred + c.failed for c in cams)
         totals = Totals(
@@ -311,7 +345,7 @@ class Metrics:
         return Snapshot(
             time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             uptime_sec=round(now - started_mono, 1),
-            window_sec=round(window, 3),
+            window_sec=round(elapsed, 3),
             cameras=cameras,
             totals=totals,
             inference=inference,
@@ -321,4 +355,71 @@ class Metrics:
             process=process,
             components=components,
             restarts=restarts,
+            services=services or {},
         )
+
+
+# --- Prometheus text exposition -------------------------------------------------------------------------------------
+
+_CAMERA_SERIES = (  # (metric, type, CameraStats field, help)
+    ("framewatch_frames_sampled_total", "counter", "sampled", "Samples due, per camera."),
+    ("framewatch_frames_skipped_total", "counter", "skipped", "Samples skipped by backpressure, per camera."),
+    ("framewatch_frames_inferred_total", "counter", "inferred", "Frames inferred, per camera."),
+    ("framewatch_frames_failed_total", "counter", "failed", "Frames that could not be inferred, per camera."),
+    ("framewatch_frames_in_flight", "gauge", "in_flight", "Frames queued for or in inference, per camera."),
+    ("framewatch_frames_with_detections_total", "counter", "with_detections", "Inferred frames with detections."),
+    ("framewatch_alerts_total", "counter", "alerts", "Alerts emitted, per camera."),
+    ("framewatch_frames_stored", "gauge", "stored", "Frames and alert images in storage, per camera."),
+)
+_SERVICE_SERIES = (
+    ("framewatch_service_slots", "gauge", "slots", "Inference slots a remote service holds."),
+    ("framewatch_service_outstanding", "gauge", "outstanding", "Frames queued for or at a remote service."),
+    ("framewatch_service_completed_total", "counter", "completed", "Frames a remote service inferred."),
+    ("framewatch_service_failures_total", "counter", "failures", "Calls to a remote service that failed."),
+    ("framewatch_service_retries_total", "counter", "retries", "Frames moved from a remote service to another slot."),
+    ("framewatch_service_latency_ms", "gauge", "avg_latency_ms", "Remote service round trip, EWMA (ms)."),
+)
+_CIRCUITS = ("closed", "half-open", "open", "evicted")
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _series(lines: list[str], name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+    lines.extend(f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}"
+                 for labels, value in samples)
+
+
+def exposition(snap: Snapshot) -> str:
+    """The snapshot's counters in the Prometheus text format (version 0.0.4), per camera and per service."""
+    lines: list[str] = []
+    cams = sorted(snap.cameras.items())
+    for name, kind, field, help_text in _CAMERA_SERIES:
+        _series(lines, name, kind, help_text,
+                [(f'{{camera="{_label(cam)}"}}', getattr(c, field)) for cam, c in cams])
+    services = sorted(snap.services.items())
+    for name, kind, field, help_text in _SERVICE_SERIES:
+        _series(lines, name, kind, help_text,
+                [(f'{{service="{_label(sid)}"}}', getattr(s, field)) for sid, s in services])
+    _series(lines, "framewatch_service_circuit", "gauge", "1 for the circuit state a remote service is in.",
+            [(f'{{service="{_label(sid)}",state="{state}"}}', int(s.circuit == state))
+             for sid, s in services for state in _CIRCUITS])
+    inf = snap.inference
+    for name, help_text, value in (
+        ("framewatch_inference_busy_ratio", "Fraction of the slots' time spent inferring, last window.", inf.busy),
+        ("framewatch_inference_slots", "Inference slots (local and remote).", inf.slots),
+        ("framewatch_frame_age_p95_ms", "95th percentile of frame age at inference (ms).", inf.frame_age_p95_ms),
+        ("framewatch_inference_p95_ms", "95th percentile of inference latency (ms).", inf.p95_ms),
+        ("framewatch_backpressure_level", "Frames queued or in inference plus unspent credits.",
+         snap.backpressure.level),
+    ):
+        _series(lines, name, "gauge", help_text, [("", value)])
+    a = snap.alerts
+    _series(lines, "framewatch_alerts_written_total", "counter", "Alerts written to the sink.", [("", a.written)])
+    _series(lines, "framewatch_alerts_dropped_total", "counter", "Alerts lost (counted, logged).", [("", a.dropped)])
+    _series(lines, "framewatch_failures_total", "counter", "Failed frames by reason.",
+            [(f'{{reason="{_label(r)}"}}', n) for r, n in sorted(inf.failures_by_reason.items())])
+    return "\n".join(lines) + "\n"

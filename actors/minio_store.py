@@ -1,7 +1,15 @@
 """The S3/MinIO backend of the ``Store`` interface (see ``storage.py`` for the key layout).
 
 ``MinioStore(conf)`` does no I/O; ``connect()`` builds the client, checks the credentials and creates the bucket if
-it is missing, and raises ``StoreError`` with a message naming the setting to fix (``frame_extractor.minio.*``).
+it is missing. Two kinds of failure, told apart because only one of them fixes itself:
+
+- a wrong setting (credentials, bucket name, endpoint syntax, a server that does not speak S3): ``StoreError`` naming
+  the setting to fix (``frame_extractor.minio.*``); framewatch cannot start (exit code 1);
+- a server that cannot be reached (refused, timed out, 5xx): ``StoreUnavailable``. The store stays usable: while the
+  server is down every operation fails fast with ``StoreUnavailable`` and one request every ``retry_sec`` probes it
+  (checking and creating the bucket first when that never succeeded), so storing resumes by itself. ``health()``
+  says which state it is in.
+
 Every request has short timeouts and few retries, so a dead endpoint costs seconds, not minutes, and start-up never
 hangs. Keys given to and returned by this class are relative to ``base_path``; the bucket holds
 ``<base_path>/<key>``.
@@ -15,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -22,10 +31,10 @@ from typing import TYPE_CHECKING
 import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
-from minio.error import MinioException, S3Error
+from minio.error import MinioException, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
-from .storage import StoreError, join_key
+from .storage import StoreError, StoreUnavailable, join_key
 
 if TYPE_CHECKING:
     from .config import MinioConf
@@ -38,6 +47,7 @@ _CREDENTIAL_CODES = frozenset(
     {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}
 )
 _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+_BUSY_CODES = frozenset({"ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout"})
 
 
 class MinioStore:
@@ -45,9 +55,13 @@ class MinioStore:
 
     name = "minio"
 
-    def __init__(self, conf: MinioConf, *, retries: int = 2) -> None:
+    def __init__(self, conf: MinioConf, *, retries: int = 2, retry_sec: float = 1.0) -> None:
         self.conf = conf
         self._retries = retries
+        self._retry_sec = retry_sec
+        self._ready = False  # the bucket was checked (and created) on the server
+        self._down = ""  # why the server is unavailable; "" while it answers
+        self._probe_at = 0.0  # monotonic time before which an unavailable server is not asked again
         self._base = conf.base_path.strip("/")
         self._client: Minio | None = None
         self._http: urllib3.PoolManager | None = None
@@ -58,7 +72,10 @@ class MinioStore:
     # --- lifecycle -------------------------------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Check the settings against the server and create the bucket if missing. Raises StoreError."""
+        """Check the settings against the server and create the bucket if missing.
+
+        Raises StoreError naming the setting when a setting is wrong (the store is closed), StoreUnavailable when the
+        server cannot be reached (the store stays usable and tries again by itself; see the module docstring)."""
         conf = self.conf
         try:
             check_bucket_name(conf.bucket, strict=True)
@@ -95,28 +112,36 @@ class MinioStore:
         except ValueError as exc:
             http.clear()
             raise StoreError(f"invalid S3 endpoint {conf.endpoint!r} ({exc}): expected host:port without scheme - check {_SETTING}.endpoint") from None
+        self._http, self._client = http, client
         try:
-            if not client.bucket_exists(conf.bucket):
+            self._check_bucket()
+        except StoreUnavailable:
+            raise  # transient: keep the client, operations probe the server again
+        except StoreError:
+            self.close()
+            raise
+
+    def _check_bucket(self) -> None:
+        """Make sure the bucket exists (create it if missing); then the store is ready."""
+        client = self._connected()
+        bucket = self.conf.bucket
+        try:
+            if not client.bucket_exists(bucket):
                 try:
-                    client.make_bucket(conf.bucket)
+                    client.make_bucket(bucket)
                 except S3Error as exc:
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
-        except S3Error as exc:
-            http.clear()
-            raise self._connect_error(exc) from None
-        except MinioException as exc:  # an HTTP server that does not speak S3, or a 5xx
-            http.clear()
-            raise StoreError(
+        except (MinioException, *_NETWORK_ERRORS) as exc:
+            if _transient(exc):
+                raise self._unavailable(f"cannot reach the S3 endpoint {self._url()} ({_reason(exc)})") from None
+            if isinstance(exc, S3Error):
+                raise self._connect_error(exc) from None
+            raise StoreError(  # an HTTP server that does not speak S3
                 f"the server at {self._url()} does not answer like S3 ({str(exc)[:120]}) - check {_SETTING}.endpoint"
             ) from None
-        except _NETWORK_ERRORS as exc:
-            http.clear()
-            raise StoreError(
-                f"cannot reach the S3 endpoint {self._url()} ({_reason(exc)}) - check {_SETTING}.endpoint "
-                f"and {_SETTING}.use_ssl, and that the server runs"
-            ) from None
-        self._http, self._client = http, client
+        self._ready = True
+        self._answered()
 
     def _connect_error(self, exc: S3Error) -> StoreError:
         if exc.code in _CREDENTIAL_CODES:
@@ -134,21 +159,28 @@ class MinioStore:
         if http is not None:
             http.clear()
 
+    def health(self) -> str:
+        down = self._down
+        return f"down: {down}" if down else "up"
+
     # --- Store -----------------------------------------------------------------------------------------------------
 
     def put(self, key: str, data: bytes, content_type: str = "image/jpeg") -> None:
-        client = self._connected()
+        client = self._usable()
         try:
             client.put_object(self.conf.bucket, self._full(key), io.BytesIO(data), len(data), content_type=content_type)
         except (MinioException, *_NETWORK_ERRORS) as exc:
             raise self._op_error("store", key, exc) from None
+        self._answered()
 
     def get(self, key: str) -> bytes:
-        client = self._connected()
+        client = self._usable()
         response = None
         try:
             response = client.get_object(self.conf.bucket, self._full(key))
-            return response.read()
+            data = response.read()
+            self._answered()
+            return data
         except (MinioException, *_NETWORK_ERRORS) as exc:
             raise self._op_error("read", key, exc) from None
         finally:
@@ -158,7 +190,12 @@ class MinioStore:
 
     def delete_many(self, keys: Sequence[str]) -> list[str]:
         """Deletes in requests of up to 1000 keys; returns the keys not deleted (a key already gone counts as deleted)."""
-        client = self._connected()
+        if not keys:
+            return []
+        try:
+            client = self._usable()
+        except StoreError:
+            return list(keys)
         failed: list[str] = []
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
@@ -166,14 +203,17 @@ class MinioStore:
             try:
                 errors = client.remove_objects(self.conf.bucket, [DeleteObject(k) for k in by_full])
                 failed.extend(by_full.get(err.name, err.name) for err in errors)
-            except (MinioException, *_NETWORK_ERRORS):
+            except (MinioException, *_NETWORK_ERRORS) as exc:
+                self._op_error("delete", batch[0], exc)  # marks the server down when it is unreachable
                 failed.extend(batch)
+            else:
+                self._answered()
         return failed
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Keys under the directory ``prefix`` (like ``LocalStore``: ``a/b`` lists ``a/b/...``, not ``a/bc``), in
         lexicographic order, fetched one page (1000 keys) at a time as the caller iterates."""
-        client = self._connected()
+        client = self._usable()
         full = self._full(prefix)
         if full and not full.endswith("/"):
             full += "/"
@@ -186,6 +226,7 @@ class MinioStore:
                     yield obj.object_name[strip:]
         except (MinioException, *_NETWORK_ERRORS) as exc:
             raise self._op_error("list", prefix, exc) from None
+        self._answered()
 
     def presigned_url(self, key: str, expires_sec: float = 3600) -> str:
         """A URL that lets a remote service GET ``key`` without credentials, valid for ``expires_sec``."""
@@ -203,8 +244,37 @@ class MinioStore:
             raise StoreError("MinioStore used before connect() (or after close())")
         return client
 
+    def _usable(self) -> Minio:
+        """The client, once the server answers: while it is down, fail fast except for one probe per ``retry_sec``;
+        a bucket never checked (the server was down at start, or lost it) is checked first."""
+        client = self._connected()
+        if self._down:
+            with self._lock:
+                now = time.monotonic()
+                if now < self._probe_at:
+                    raise StoreUnavailable(f"{self._down} (retrying)")
+                self._probe_at = now + self._retry_sec  # this caller probes; the others keep failing fast
+        if not self._ready:
+            self._check_bucket()
+        return client
+
+    def _answered(self) -> None:
+        if self._down:
+            with self._lock:
+                self._down = ""
+
+    def _unavailable(self, reason: str) -> StoreUnavailable:
+        with self._lock:
+            self._down = f"{reason} - check {_SETTING}.endpoint and that the server runs"
+            self._probe_at = time.monotonic() + self._retry_sec
+        return StoreUnavailable(f"{self._down}; retrying")
+
     def _op_error(self, verb: str, key: str, exc: BaseException) -> StoreError:
+        if _transient(exc):
+            return self._unavailable(f"S3 endpoint {self._url()} unreachable ({_reason(exc)})")
         if isinstance(exc, S3Error):
+            if exc.code == "NoSuchBucket":
+                self._ready = False  # the server lost it (a new data directory): create it again on the next call
             return StoreError(f"cannot {verb} {key!r} in bucket {self.conf.bucket!r}: {exc.code}: {exc.message}")
         if isinstance(exc, MinioException):
             return StoreError(f"cannot {verb} {key!r}: bad answer from {self._url()}: {str(exc)[:120]}")
@@ -225,8 +295,19 @@ def _certifi_where() -> str | None:
     return certifi.where()
 
 
+def _transient(exc: BaseException) -> bool:
+    """Unreachable, timed out or overloaded: worth trying again later (a wrong setting is not)."""
+    if isinstance(exc, _NETWORK_ERRORS) or isinstance(exc, ServerError):
+        return True
+    if isinstance(exc, S3Error):
+        return exc.code in _BUSY_CODES or (exc.response is not None and exc.response.status >= 500)
+    return False
+
+
 def _reason(exc: BaseException) -> str:
     """The innermost cause of a urllib3 error, short (``Connection refused``, ``timed out``...)."""
     reason = getattr(exc, "reason", None) or exc
     text = str(reason)
+    if "] " in text and "[Errno" in text:  # "HTTPConnection(...): Failed to establish ...: [Errno 111] Connection refused"
+        return text.rsplit("] ", 1)[-1]
     return text.split(">: ", 1)[-1] if " object at 0x" in text else text

@@ -3,29 +3,39 @@
 Not an actor: ``submit`` runs on the extractor's thread and costs one lock plus one ``tell``, so routing adds no hop
 and no thread. A slot is an inference actor; its ``outstanding`` count (frames told and not yet finished: its mailbox
 plus the one being inferred) is the load the supervisor's backpressure reads. The supervisor installs a new actor ref
-in a slot when it restarts one, and removes the slot when it gives the actor up.
+in a slot when it restarts one, and removes the slot when it gives the actor up or its remote service goes away.
+
+Slots belong to a backend group (``local`` or a remote service id) sharing one ``Health``. Least loaded means the
+shortest expected wait, ``(outstanding + 1) x`` the group's latency EWMA, so a slow service gets proportionally fewer
+frames; a group whose circuit is open is skipped, and a retried frame avoids the group that failed it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pykka
 
+from .algorithms import Health
 from .messages import Frame
 from .metrics import Metrics
 
 
 class _Slot:
-    __slots__ = ("name", "ref", "task_types", "outstanding", "served")
+    __slots__ = ("name", "ref", "task_types", "health", "outstanding", "served")
 
-    def __init__(self, name: str, task_types: frozenset[str]) -> None:
+    def __init__(self, name: str, task_types: frozenset[str], health: Health) -> None:
         self.name = name
         self.ref: pykka.ActorRef[Any] | None = None
         self.task_types = task_types
+        self.health = health
         self.outstanding = 0
         self.served = 0
+
+    def expected_wait(self) -> float:
+        return (self.outstanding + 1) * max(self.health.ewma_ms, 0.1)
 
 
 class InferencePool:
@@ -38,9 +48,9 @@ class InferencePool:
 
     # --- supervisor side ---
 
-    def add_slot(self, name: str, task_types: frozenset[str]) -> None:
+    def add_slot(self, name: str, task_types: frozenset[str], health: Health) -> None:
         with self._lock:
-            self._slots[name] = _Slot(name, task_types)
+            self._slots[name] = _Slot(name, task_types, health)
 
     def install(self, name: str, ref: pykka.ActorRef[Any]) -> None:
         """A (re)started actor takes over the slot; frames lost with the old one were already counted failed."""
@@ -61,8 +71,29 @@ class InferencePool:
             return sum(1 for s in self._slots.values() if s.ref is not None and s.ref.is_alive())
 
     def serves(self, task_type: str) -> bool:
+        """Some slot would take a frame of ``task_type`` now (installed, circuit not open)."""
+        now = time.monotonic()
         with self._lock:
-            return any(task_type in s.task_types and s.ref is not None for s in self._slots.values())
+            return any(task_type in s.task_types and s.ref is not None and s.health.can_take(now)
+                       for s in self._slots.values())
+
+    def capacity(self, wanted: frozenset[str]) -> int:
+        """Live slots that take frames now and serve a ``wanted`` task type: what the watermarks scale with.
+        A slot that serves no camera's task type is no capacity for them."""
+        now = time.monotonic()
+        with self._lock:
+            slots = [s for s in self._slots.values()
+                     if s.ref is not None and s.health.can_take(now) and not s.task_types.isdisjoint(wanted)]
+        return sum(1 for s in slots if s.ref.is_alive())  # type: ignore[union-attr]
+
+    def by_group(self) -> dict[str, tuple[int, int]]:
+        """Slots and outstanding frames per backend group."""
+        out: dict[str, tuple[int, int]] = {}
+        with self._lock:
+            for s in self._slots.values():
+                slots, outstanding = out.get(s.health.name, (0, 0))
+                out[s.health.name] = (slots + 1, outstanding + s.outstanding)
+        return out
 
     def load(self) -> int:
         """Frames queued or being inferred, over every slot."""
@@ -82,21 +113,25 @@ class InferencePool:
 
     def submit(self, frame: Frame) -> bool:
         """Route ``frame``; False (and the frame counted failed) when no live slot serves its task type."""
+        now = time.monotonic()
         with self._lock:
             best: _Slot | None = None
             for slot in self._slots.values():
-                if frame.task_type not in slot.task_types or slot.ref is None:
+                if (frame.task_type not in slot.task_types or slot.ref is None or slot.health.name == frame.retry_of
+                        or not slot.health.can_take(now)):
                     continue
-                if best is None or (slot.outstanding, slot.served) < (best.outstanding, best.served):
+                if best is None or (slot.expected_wait(), slot.served) < (best.expected_wait(), best.served):
                     best = slot
             if best is not None:
+                best.health.taken(now)
                 best.outstanding += 1
                 best.served += 1
                 self._load += 1
                 self.peak_load = max(self.peak_load, self._load)
                 ref = best.ref
         if best is None:
-            self._metrics.failed(frame.task_id, f"no backend serves task type {frame.task_type}")
+            reason = f"no backend serves task type {frame.task_type}"
+            self._metrics.failed(frame.task_id, "retry found no other backend" if frame.retry_of else reason)
             return False
         try:
             ref.tell(frame)  # type: ignore[union-attr]

@@ -10,8 +10,9 @@ per second rather than one per frame. The index never holds more than the bound;
 at most the frames written since the last batch (one second's worth), and after each batch exactly the newest remain.
 Deletes that fail are retried on the next sweep, counted, and never forgotten.
 
-Thread: ``retention``. A failure of the store at start (unreachable) leaves the index empty for that prefix, reported
-in the stats; retention then bounds what this run writes.
+Thread: ``retention``. When the start-up listing of a prefix fails (storage unreachable), retention bounds what this
+run stores and lists that prefix again on each sweep until the listing succeeds once; the keys it indexed meanwhile
+are merged in, so the surplus left by an earlier run is still deleted. After that, that prefix is never listed again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pykka
 
 from .messages import RetentionStatsRequest, Stored, Sweep
 from .metrics import Metrics
-from .storage import Store, StoreError
+from .storage import Store, StoreError, utc_stamp
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class RetentionStats(msgspec.Struct, frozen=True):
     delete_failures: int
     pending_deletes: int
     listings: int
+    unlisted: int = 0  # prefixes whose start-up listing has not succeeded yet
 
 
 class RetentionActor(pykka.ThreadingActor):
@@ -70,6 +72,9 @@ class RetentionActor(pykka.ThreadingActor):
         self._metrics = metrics
         self._pending: list[str] = []
         self._retry: list[str] = []
+        self._unlisted: list[str] = []  # prefixes whose listing has not succeeded yet (storage was down)
+        self._listed_this_run: set[str] = set()  # listed keys this run stored: their ``Stored`` may still come
+        self._since = utc_stamp(time.time() - 5)  # keys stamped after this were (almost surely) stored by this run
         self.deleted = 0
         self.delete_failures = 0
         self.listings = 0
@@ -77,7 +82,11 @@ class RetentionActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         threading.current_thread().name = "retention"
         for prefix in self._index:
-            self._rebuild(prefix)
+            if not self._rebuild(prefix):
+                self._unlisted.append(prefix)
+        if self._unlisted:
+            log.error("retention: cannot list %d prefixes at start; bounding only what this run stores, and listing "
+                      "them again once storage answers", len(self._unlisted))
         self._flush()
 
     def on_stop(self) -> None:
@@ -105,23 +114,34 @@ class RetentionActor(pykka.ThreadingActor):
             delete_failures=self.delete_failures,
             pending_deletes=len(self._pending) + len(self._retry),
             listings=self.listings,
+            unlisted=len(self._unlisted),
         )
 
     # --- work ---
 
-    def _rebuild(self, prefix: str) -> None:
-        index = self._index[prefix]
+    def _rebuild(self, prefix: str) -> bool:
+        """Index ``prefix`` from one listing, merged with the keys indexed so far; False if the listing failed."""
         bound = self._bounds[prefix]
+        known = self._index[prefix]  # stored by this run while the prefix could not be listed (empty at start)
+        seen = set(known)
+        listed: deque[str] = deque()
         self.listings += 1
         try:
             for key in self._store.list_keys(prefix):
-                index.append(key)
-                self._trim(index, bound)  # memory stays at the bound even for a million leftover objects
+                if key not in seen:
+                    listed.append(key)
+                    self._trim(listed, bound)  # memory stays at the bound even for a million leftover objects
+                    if key.rsplit("/", 1)[-1] >= self._since:
+                        self._listed_this_run.add(key)  # few: only what the writer stored while this listing ran
                 if len(self._pending) >= DELETE_BATCH:
                     self._flush()
         except StoreError as exc:
-            log.error("retention: cannot list %s at start (%s); bounding only what this run stores", prefix, exc)
+            log.debug("retention: cannot list %s: %s", prefix, exc)
+            return False  # the partial listing is dropped; the deletes it queued were beyond the bound anyway
+        index = self._index[prefix] = deque(sorted([*listed, *known]))
+        self._trim(index, bound)
         self._metrics.stored(bound.task_id, self._task_total(bound.task_id))
+        return True
 
     def _add(self, msg: Stored) -> None:
         index = self._index.get(msg.prefix)
@@ -129,6 +149,9 @@ class RetentionActor(pykka.ThreadingActor):
         if index is None or bound is None:
             log.warning("retention: key under unknown prefix %s", msg.key)
             return
+        if msg.key in self._listed_this_run:
+            self._listed_this_run.discard(msg.key)
+            return  # stored while the listing ran: indexed (or already trimmed) from the listing
         index.append(msg.key)
         self._trim(index, bound)
         self._metrics.stored(bound.task_id, self._task_total(bound.task_id))
@@ -139,6 +162,8 @@ class RetentionActor(pykka.ThreadingActor):
                 self._pending.append(index.popleft())
 
     def _sweep(self) -> None:
+        if self._unlisted:
+            self._list_again()
         now = time.time()
         for prefix, bound in self._bounds.items():
             if bound.max_age_sec is None:
@@ -153,6 +178,14 @@ class RetentionActor(pykka.ThreadingActor):
         self._pending.extend(self._retry)
         self._retry.clear()
         self._flush()
+
+    def _list_again(self) -> None:
+        """The start-up listings that failed, tried again (one sweep at a time) until each succeeds once."""
+        for prefix in list(self._unlisted):
+            if not self._rebuild(prefix):
+                return  # storage still down: the other prefixes wait for the next sweep
+            self._unlisted.remove(prefix)
+            log.info("retention: %s listed now that storage answers; %d keys indexed", prefix, len(self._index[prefix]))
 
     def _task_total(self, task_id: str) -> int:
         return sum(len(self._index[p]) for p, b in self._bounds.items() if b.task_id == task_id)

@@ -1,8 +1,9 @@
 """The alert spool: a bounded on-disk FIFO of alerts waiting for the sink.
 
-The alert actor appends a batch before it tries the sink, and drops it once the sink confirmed it, so an alert is
-always in the sink or on disk (invariant 6). After a crash, a new ``Spool`` on the same directory finds the alerts
-that were not confirmed, oldest first; delivery is at-least-once (consumers dedupe on ``Alert.id``).
+The alert actor appends a batch the sink refused (and, while the sink is down, every batch, untried); it replays the
+spool oldest first with ``peek``, and ``drop``s a chunk only once the sink confirmed it, so an alert the sink has not
+taken is on disk (invariant 6). After a crash, a new ``Spool`` on the same directory finds the alerts that were not
+confirmed, oldest first; delivery is at-least-once (consumers dedupe on ``Alert.id``).
 
 Layout of the directory:
 

@@ -20,7 +20,15 @@ from typing import Protocol
 
 
 class StoreError(Exception):
-    """A storage operation failed; the message names the backend setting or the key."""
+    """A storage operation failed; the message names the backend setting or the key.
+
+    Raised as such by ``connect()`` it means a setting is wrong (credentials, bucket name, endpoint syntax): it will
+    not fix itself, so framewatch cannot start (exit code 1)."""
+
+
+class StoreUnavailable(StoreError):
+    """The storage server cannot be reached right now (refused, timed out, 5xx): transient. framewatch runs without
+    storage (frames counted as not stored) and the store tries again by itself."""
 
 
 class Store(Protocol):
@@ -40,6 +48,10 @@ class Store(Protocol):
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Keys under ``prefix`` in lexicographic order, streamed page by page (never all in memory at once)."""
+        ...
+
+    def health(self) -> str:
+        """``"up"`` or ``"down: <reason>"`` (for the stats ``components``; never holds a secret)."""
         ...
 
     def close(self) -> None: ...
@@ -121,6 +133,9 @@ class LocalStore:
                 yield from self._walk(Path(entry.path), key)
             elif not entry.name.startswith(".tmp-"):
                 yield key
+
+    def health(self) -> str:
+        return "up"
 
     def close(self) -> None:
         pass

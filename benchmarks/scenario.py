@@ -213,7 +213,7 @@ def run_config(sc: Scenario, variant: Variant, run_dir: Path) -> Loaded:
         stats=r(cfg.stats, path=str(run_dir / "stats.json")),
     )
     try:
-        notices = fwconfig._check(cfg)  # the cross-section rules of `framewatch check` (no public entry point yet)
+        notices = fwconfig.check_config(cfg)  # the cross-section rules of `framewatch check`
     except ConfigError as exc:
         msg = str(exc).replace("`$.", "`$.framewatch.")
         if b.cameras is not None and "$.framewatch.frame_extractor.tasks[" in msg:

@@ -6,10 +6,7 @@ import os
 
 import pytest
 
-try:
-    from .rtsp import RtspServer, make_h264_clip, rtsp_unavailable
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from rtsp import RtspServer, make_h264_clip, rtsp_unavailable
+from tests.rtsp import RtspServer, make_h264_clip, rtsp_unavailable
 
 
 # --- RTSP camera (tests/rtsp.py, tests/rtsp_server.py) --------------------------------------------------------------

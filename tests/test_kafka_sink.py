@@ -13,10 +13,7 @@ from actors.kafka_sink import KafkaSink
 from actors.messages import Alert
 from actors.sinks import SinkError
 
-try:
-    from .servers import KAFKA_BOOTSTRAP, TansuBroker, consume, free_port, kafka_threads, make_alert, require_kafka, unique_name, wait_until
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from servers import KAFKA_BOOTSTRAP, TansuBroker, consume, free_port, kafka_threads, make_alert, require_kafka, unique_name, wait_until
+from tests.servers import KAFKA_BOOTSTRAP, TansuBroker, consume, free_port, kafka_threads, make_alert, require_kafka, unique_name, wait_until
 
 decode_alert = msgspec.json.Decoder(Alert).decode
 

@@ -12,10 +12,7 @@ import pytest
 from actors.minio_store import MinioStore
 from actors.storage import StoreError, frame_key
 
-try:
-    from .servers import SECRET_KEY, free_port, minio_conf, minio_store, raw_minio, remove_bucket, require_s3  # noqa: F401
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from servers import SECRET_KEY, free_port, minio_conf, minio_store, raw_minio, remove_bucket, require_s3  # noqa: F401
+from tests.servers import SECRET_KEY, free_port, minio_conf, minio_store, raw_minio, remove_bucket, require_s3  # noqa: F401
 
 ERROR_DEADLINE_SEC = 10.0
 

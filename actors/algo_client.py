@@ -1,0 +1,264 @@
+"""The client side of remote algorithm services: the old system's wire format, and the backend that calls a service.
+
+Wire format (unchanged from the system being replaced, so its services work as they are):
+
+- request, mode ``url``: ``POST <endpoint>`` with JSON ``{image_url, task_id, task_type, image_path, algo_config}``.
+  ``image_url`` is a presigned URL of the frame stored under its key (MinIO storage), or, with local storage (or
+  when the task stores no plain frames), ``<framewatch>/frames/<token>.jpg`` served by framewatch's own HTTP API for
+  that frame only while the call is in flight (an in-memory JPEG, removed when the call ends). ``image_path`` is the
+  frame's storage key (or ``inflight/<token>.jpg``); ``algo_config`` is the task's conf, unchanged.
+- request, mode ``inline`` (new, chosen per service at registration): ``POST <endpoint>?task_id=..&task_type=..
+  &image_path=..&algo_config=<JSON>`` (query string, URL-encoded) with the JPEG as the body,
+  ``Content-Type: image/jpeg``. Nothing is stored only to be fetched back.
+- response: JSON ``{success, result, confidence, inference_time_ms, error}``. The detection count is read as the old
+  system read it: ``result.total_count | count | num | len(detections) | len(objects)``. Items of ``detections`` (or
+  ``objects``) may carry ``label``/``class``/``name``, ``score``/``confidence`` and ``box``/``bbox`` as
+  ``[x1, y1, x2, y2]`` in pixels, or in fractions of the frame when every coordinate is <= 1.
+
+Decision: when the task type has a built-in rule (people counting, area intrusion) and the service returned a box
+for every detection, the built-in rule decides (so a ROI or a count threshold in ``algo_config`` means the same
+whichever backend inferred); otherwise the old system's rule: alert when the count is above 0.
+
+A failed call (connection refused or reset, timeout, HTTP status other than 200, a body that is not the response
+JSON, ``success: false``) raises ``BackendUnavailable``: the inference actor opens the service's circuit and retries
+the frame elsewhere. Connections are kept alive and pooled per slot (urllib3), with bounded connect and total timeouts.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlencode
+
+import cv2
+import msgspec
+import urllib3
+
+from .algorithms import ServiceInfo
+from .inference import BackendUnavailable, Inferred, TaskRoute
+from .messages import Detection, Frame
+from .rules import Decision
+from .storage import StoreError
+
+INFLIGHT_PREFIX = "inflight/"
+
+
+class WireRequest(msgspec.Struct, frozen=True):
+    image_url: str
+    task_id: str
+    task_type: str
+    image_path: str
+    algo_config: dict[str, Any]
+
+
+class WireResponse(msgspec.Struct, frozen=True):
+    success: bool = False
+    result: Any = None
+    confidence: float | None = None
+    inference_time_ms: float | None = None
+    error: str | None = None
+
+
+_RESPONSE = msgspec.json.Decoder(WireResponse)
+_ENCODER = msgspec.json.Encoder()
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def read_count(result: Any) -> int:
+    """The old system's reading: ``total_count | count | num | len(detections) | len(objects)``."""
+    if not isinstance(result, Mapping):
+        return 0
+    for key in ("total_count", "count", "num"):
+        n = _number(result.get(key))
+        if n is not None:
+            return max(int(n), 0)
+    for key in ("detections", "objects"):
+        items = result.get(key)
+        if isinstance(items, list):
+            return len(items)
+    return 0
+
+
+def read_detections(result: Any, width: int, height: int) -> tuple[list[Detection], bool]:
+    """Map whatever the items carry to ``Detection``; the flag says whether every item had a usable box."""
+    if not isinstance(result, Mapping):
+        return [], False
+    items = result.get("detections")
+    if not isinstance(items, list):
+        items = result.get("objects")
+    if not isinstance(items, list):
+        return [], False
+    found: list[Detection] = []
+    boxed = True
+    for item in items:
+        if not isinstance(item, Mapping):
+            boxed = False
+            continue
+        label = item.get("label", item.get("class", item.get("name", "object")))
+        score = _number(item.get("score", item.get("confidence"))) or 0.0
+        box = _read_box(item.get("box", item.get("bbox")), width, height)
+        boxed = boxed and box is not None
+        found.append(Detection(label=str(label), score=round(score, 4), box=box or (0, 0, 0, 0)))
+    return found, boxed
+
+
+def _read_box(raw: Any, width: int, height: int) -> tuple[int, int, int, int] | None:
+    if not isinstance(raw, list | tuple) or len(raw) != 4:
+        return None
+    values = [_number(v) for v in raw]
+    if any(v is None for v in values):
+        return None
+    x1, y1, x2, y2 = values  # type: ignore[misc]
+    if max(values) <= 1.0:  # type: ignore[type-var]
+        x1, x2, y1, y2 = x1 * width, x2 * width, y1 * height, y2 * height
+    return int(x1), int(y1), int(x2), int(y2)
+
+
+def decide(response: WireResponse, frame: Frame, route: TaskRoute) -> Inferred:
+    h, w = frame.image.shape[:2]
+    count = read_count(response.result)
+    detections, boxed = read_detections(response.result, w, h)
+    if route.rule is not None and detections and boxed:
+        return Inferred(decision=route.rule.evaluate(detections, w, h), detected=True)
+    decision = Decision(alert=count > 0, rule="count>0", counts={"count": count}, detections=detections)
+    return Inferred(decision=decision, detected=count > 0 or bool(detections))
+
+
+# --- where a service fetches the frame from (mode "url") ----------------------------------------------------------
+
+
+class ImageLink(NamedTuple):
+    url: str
+    image_path: str
+    stored: bool  # put under the frame's storage key (the writer puts the same bytes again and indexes it)
+    token: str = ""  # an in-memory frame to forget when the call ends
+
+
+class ImageLinks(Protocol):
+    def publish(self, frame: Frame, route: TaskRoute, jpeg: bytes) -> ImageLink: ...
+
+    def release(self, link: ImageLink) -> None: ...
+
+
+class InflightImages:
+    """JPEGs of frames being inferred remotely, served by the HTTP API at ``/frames/<token>.jpg`` while in flight."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._images: dict[str, bytes] = {}
+        self.base_url = ""  # set once the HTTP API is listening
+
+    def publish(self, frame: Frame, route: TaskRoute, jpeg: bytes) -> ImageLink:
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._images[token] = jpeg
+        path = route.frame_key(frame) or f"{INFLIGHT_PREFIX}{token}.jpg"
+        return ImageLink(url=f"{self.base_url}/frames/{token}.jpg", image_path=path, stored=False, token=token)
+
+    def release(self, link: ImageLink) -> None:
+        with self._lock:
+            self._images.pop(link.token, None)
+
+    def get(self, token: str) -> bytes | None:
+        with self._lock:
+            return self._images.get(token)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._images)
+
+
+class PresignedImages:
+    """MinIO storage: the frame is put under its own key (it was going to be stored there anyway; the writer's later
+    put of the same bytes is what retention indexes) and presigned. A task that stores no plain frames
+    (``save_only_with_detection``), or a failed put, falls back to the in-memory URL."""
+
+    def __init__(self, store: Any, fallback: InflightImages, expires_sec: float = 300.0) -> None:
+        self._store = store  # a Store with presigned_url(key, expires_sec)
+        self._fallback = fallback
+        self._expires = expires_sec
+
+    def publish(self, frame: Frame, route: TaskRoute, jpeg: bytes) -> ImageLink:
+        key = route.frame_key(frame)
+        if key is not None:
+            try:
+                self._store.put(key, jpeg)
+                return ImageLink(url=self._store.presigned_url(key, self._expires), image_path=key, stored=True)
+            except StoreError:
+                pass
+        return self._fallback.publish(frame, route, jpeg)
+
+    def release(self, link: ImageLink) -> None:
+        self._fallback.release(link)
+
+
+# --- the backend ----------------------------------------------------------------------------------------------------
+
+
+class RemoteBackend:
+    """One inference slot's connection to a registered service; created and used on that slot's actor thread."""
+
+    def __init__(self, info: ServiceInfo, links: ImageLinks, *, connect_timeout_sec: float, timeout_sec: float,
+                 jpeg_quality: int = 80) -> None:
+        self.name = f"remote:{info.name}"
+        self._info = info
+        self._links = links
+        self._params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+        self._http = urllib3.PoolManager(
+            num_pools=1, maxsize=1, retries=False,
+            timeout=urllib3.Timeout(connect=connect_timeout_sec, total=timeout_sec),
+        )
+
+    def infer(self, frame: Frame, route: TaskRoute) -> Inferred:
+        ok, encoded = cv2.imencode(".jpg", frame.image, self._params)
+        if not ok:
+            raise BackendUnavailable("cannot encode the frame as JPEG")
+        jpeg = encoded.tobytes()
+        if self._info.mode == "inline":
+            fields = {"task_id": frame.task_id, "task_type": frame.task_type,
+                      "image_path": route.frame_key(frame) or "",
+                      "algo_config": _ENCODER.encode(route.algo_config).decode()}
+            data = self._post(f"{self._info.endpoint}?{urlencode(fields)}", jpeg, "image/jpeg")
+            return decide(data, frame, route)
+        link = self._links.publish(frame, route, jpeg)
+        try:
+            body = _ENCODER.encode(WireRequest(image_url=link.url, task_id=frame.task_id, task_type=frame.task_type,
+                                               image_path=link.image_path, algo_config=route.algo_config))
+            data = self._post(self._info.endpoint, body, "application/json")
+        finally:
+            self._links.release(link)
+        return decide(data, frame, route)
+
+    def _post(self, url: str, body: bytes, content_type: str) -> WireResponse:
+        try:
+            resp = self._http.request("POST", url, body=body, headers={"Content-Type": content_type},
+                                      preload_content=True, redirect=False)
+        except urllib3.exceptions.HTTPError as exc:
+            raise BackendUnavailable(_reason(exc)) from None
+        if resp.status != 200:
+            raise BackendUnavailable(f"HTTP {resp.status}")
+        try:
+            data = _RESPONSE.decode(resp.data)
+        except msgspec.DecodeError as exc:
+            raise BackendUnavailable(f"bad response: {exc}") from None
+        if not data.success:
+            raise BackendUnavailable(f"service error: {data.error or 'success is false'}")
+        return data
+
+    def close(self) -> None:
+        self._http.clear()
+
+
+def _reason(exc: urllib3.exceptions.HTTPError) -> str:
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason  # type: ignore[assignment]
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        return "timeout"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return "connection refused"
+    return type(exc).__name__
