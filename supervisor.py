@@ -647,7 +647,8 @@ def run(loaded: Loaded, duration: float | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="framewatch", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="framewatch", description="Edge video analytics on actors: cameras in, "
+                                     "alerts out, extraction never outpacing inference.")
     sub = parser.add_subparsers(dest="command")
     p_run = sub.add_parser("run", help="run the pipeline (default: the embedded conf/default.toml)")
     p_run.add_argument("conf", nargs="?", help="configuration file (TOML)")
@@ -661,8 +662,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "registered with a framewatch")
     algo_service.add_arguments(p_serve)
     p_serve.add_argument("--log-level", default="info")
+    sub.add_parser("bench", help="run a benchmark scenario side by side with the old system's behaviour "
+                   "(`framewatch bench -h`)", add_help=False)
     if not argv or (argv[0] not in sub.choices and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]  # `framewatch`, `framewatch --duration 9`, `python supervisor.py CONF` all run
+    if argv[0] == "bench":  # the harness parses its own arguments
+        from benchmarks.cli import main as bench_main
+
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "algo":
         _setup_logging(args.log_level)

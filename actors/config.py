@@ -28,6 +28,7 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 PositiveMs = Annotated[int, Meta(ge=1, le=86_400_000)]
 Seconds = Annotated[float, Meta(gt=0, le=86_400)]
+AgeSeconds = Annotated[float, Meta(gt=0, le=10 * 366 * 86_400)]  # retention ages: up to ten years
 
 
 class ConfigError(Exception):
@@ -71,7 +72,7 @@ class TaskConf(_Conf):
     enabled: bool = True
     max_frame_count: Annotated[int, Meta(ge=0)] | None = None
     """Frames kept for this task; unset means the global value; 0 means unlimited (warned about)."""
-    max_age_sec: Seconds | None = None
+    max_age_sec: AgeSeconds | None = None
     """Frames older than this are deleted, whatever their count."""
     weight: Annotated[float, Meta(gt=0, le=1000)] = 1.0
     """Share of inference under overload when ``backpressure.policy = 'weighted'``."""
@@ -196,7 +197,7 @@ class AlertsConf(_Conf):
     """Rotated files kept (alerts.jsonl.1 ... .N)."""
     image_max_count: Annotated[int, Meta(ge=0)] = 1000
     """Alert images kept per task under ``ai_analysis.alert_base_path``; 0 means unlimited."""
-    image_max_age_sec: Seconds | None = None
+    image_max_age_sec: AgeSeconds | None = None
     """Alert images older than this are deleted."""
     spool_dir: str = "./data/spool"
     """Alerts the sink (Kafka) could not take wait here, on disk, and are replayed in order."""

@@ -152,14 +152,20 @@ class InferenceActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self._close_backend()
+        # stop() is queued behind the frames sent before it; a frame retried here after it would be dropped.
+        self._account_unprocessed("inference actor stopped")
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._close_backend()
+        self._account_unprocessed("inference actor crashed")
+
+    def _account_unprocessed(self, reason: str) -> None:
+        """pykka drops what is left in a stopping actor's mailbox silently: count each frame failed instead."""
         lost = 0
-        while not self.actor_inbox.empty():  # pykka would drop these silently: account for each one
+        while not self.actor_inbox.empty():
             message = self.actor_inbox.get_nowait().message
             if isinstance(message, Frame):
-                self._metrics.failed(message.task_id, "inference actor crashed")
+                self._metrics.failed(message.task_id, reason)
                 lost += 1
         self._pool.done(self.slot, lost)
 
@@ -202,7 +208,7 @@ class InferenceActor(pykka.ThreadingActor):
         self._health.succeeded(elapsed_ms)
         self._metrics.inferred(
             frame.task_id, detections=result.detected, latency_ms=elapsed_ms,
-            age_ms=(end - frame.captured_mono) * 1000,
+            age_ms=(t0 - frame.captured_mono) * 1000,  # how old the frame was when inference began
         )
         self._pool.done(self.slot)
         alert = None

@@ -172,11 +172,13 @@ class Metrics:
         # Rate windows by reader ("stats" for the periodic snapshot, "http", "caller"...): each reader measures rates
         # since its own previous snapshot, so scraping /metrics does not shorten the stats line's window.
         self._windows: dict[str, _Window] = {}
+        self._created = time.monotonic()
 
-    def _window(self, name: str, now: float) -> _Window:
+    def _window(self, name: str) -> _Window:
+        """A reader's window; a new reader's first rates cover the time since the counters started."""
         w = self._windows.get(name)
         if w is None:
-            w = self._windows[name] = _Window(now)
+            w = self._windows[name] = _Window(self._created)
         return w
 
     def _cam(self, task_id: str) -> _Camera:
@@ -291,7 +293,7 @@ class Metrics:
         """Copy every counter under the lock; rates cover the time since this ``window``'s previous snapshot."""
         now = time.monotonic()
         with self._lock:
-            w = self._window(window, now)
+            w = self._window(window)
             elapsed = max(now - w.start, 1e-9)
             busy = (self._busy_sec - w.busy) / elapsed / max(slots, 1)
             cameras: dict[str, CameraStats] = {}
