@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -23,6 +23,7 @@ from .rules import OLD_TASK_TYPES, decode_algo_config
 
 #: An unset ``max_frame_count`` means this many frames per task, not "unlimited" (the old system's default).
 SAFE_MAX_FRAME_COUNT = 1000
+T = TypeVar("T")
 ASSET_PREFIX = "asset:"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
@@ -307,14 +308,19 @@ def check_config(cfg: Config) -> list[str]:
     return notices
 
 
+def decode_toml(data: bytes | str, type_: type[T], error: type[Exception]) -> T:
+    """TOML text into ``type_``; any problem raises ``error`` with msgspec's path-naming message."""
+    try:
+        return msgspec.toml.decode(data, type=type_)
+    except msgspec.ValidationError as exc:
+        raise error(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise error(f"Not valid TOML: {exc}") from None
+
+
 def decode_config(data: bytes | str) -> Loaded:
     """Decode and validate TOML text. Raises ConfigError."""
-    try:
-        cfg = msgspec.toml.decode(data, type=Config)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise ConfigError(f"Not valid TOML: {exc}") from None
+    cfg = decode_toml(data, Config, ConfigError)
     notices = check_config(cfg)
     return Loaded(config=_with_env_secrets(cfg, os.environ), notices=notices)
 

@@ -131,12 +131,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def decode_scenario(data: bytes | str) -> Scenario:
-    try:
-        sc = msgspec.toml.decode(data, type=Scenario)
-    except msgspec.ValidationError as exc:
-        raise ScenarioError(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise ScenarioError(f"Not valid TOML: {exc}") from None
+    sc = fwconfig.decode_toml(data, Scenario, ScenarioError)
     # Build every variant's conf once now, so a bad combination fails before anything starts.
     for variant in variants(sc):
         run_config(sc, variant, Path("/nonexistent/bench-check"))
