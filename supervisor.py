@@ -42,7 +42,7 @@ from actors.extractor import ExtractorActor
 from actors.frame_writer import FrameWriterActor
 from actors.http_api import HttpApi
 from actors.inference import Backend, InferenceActor, TaskRoute, local_backend
-from actors.messages import Flush, GetSnapshot, Shutdown, StatsTick, Start, Sweep, Tick
+from actors.messages import Flush, GetSnapshot, Grant, Shutdown, StatsTick, Start, Sweep, Tick
 from actors.metrics import BackpressureStats, Metrics, ProcessStats, Snapshot
 from actors.pool import InferencePool
 from actors.retention import Bound, RetentionActor
@@ -194,6 +194,10 @@ class Supervisor(pykka.ThreadingActor):
                     self._check_children()
                     self._sync_services()
                     self._grant()
+            case Grant():
+                self.pool.signal_seen()
+                if not self._stopping:
+                    self._grant()
             case StatsTick():
                 if not self._stopping:
                     self._write_stats()
@@ -243,6 +247,7 @@ class Supervisor(pykka.ThreadingActor):
             self._add_child(self._extractor_spec(task))
         for child in self._children.values():
             self._start_child(child)
+        self.pool.on_free(self._signal_grant)
         self.timers.send_every(cfg.backpressure.tick_ms / 1000, self.actor_ref, Tick())
         self.timers.send_every(cfg.stats.interval_sec, self.actor_ref, StatsTick())
         self.timers.send_every(1.0, self.retention, Sweep())
@@ -263,6 +268,13 @@ class Supervisor(pykka.ThreadingActor):
         )
         self._restart_budget_note = f"{sup.restart_intensity} in {sup.restart_period_sec:g} s"
         return self.http.url if self.http is not None else ""
+
+    def _signal_grant(self) -> None:
+        """From an inference thread: a slot is free; grant on the supervisor's thread as soon as it can."""
+        try:
+            self.actor_ref.tell(Grant())
+        except pykka.ActorDeadError:
+            pass  # shutting down: nothing to grant
 
     def _ask_snapshot(self) -> Snapshot:
         """For the HTTP API's threads: a fresh snapshot, made on the supervisor's thread."""

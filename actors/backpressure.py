@@ -2,9 +2,10 @@
 
 Each camera has a ``Valve`` holding at most one credit. At every sample due, the extractor calls ``Valve.take()``:
 with a credit it converts the freshest frame and sends it to inference; without one it skips that sample (counted),
-having paid only for the grab. The supervisor's tick runs ``Controller.tick``: it reads the inference load (frames
-queued in mailboxes plus frames being inferred), compares it with the watermarks, and grants the free slots as
-credits to cameras whose next sample is due within the horizon (about one tick), so a credit is spent almost at once.
+having paid only for the grab. The supervisor runs ``Controller.tick`` on its timer tick and whenever an inference
+slot finishes a frame: it reads the inference load (frames queued in mailboxes plus frames being inferred), compares
+it with the watermarks, and grants the free slots as credits to cameras whose next sample is due within the horizon
+(about one tick), so a credit is spent almost at once.
 
 - Extraction never outpaces inference: ``load + outstanding credits <= high watermark``, so mailboxes are bounded by
   configuration. Above the high watermark no credit is granted until the level falls to the low one (hysteresis).

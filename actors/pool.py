@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -45,6 +46,8 @@ class InferencePool:
         self._slots: dict[str, _Slot] = {}
         self._load = 0
         self.peak_load = 0  # most frames ever queued or in inference at once
+        self._on_free: Callable[[], None] | None = None
+        self._free_signalled = False  # one pending signal at a time, however many frames finish meanwhile
 
     # --- supervisor side ---
 
@@ -143,10 +146,24 @@ class InferencePool:
 
     # --- inference side ---
 
+    def on_free(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once, until ``signal_seen``) when a slot finishes a frame: the supervisor grants then."""
+        self._on_free = callback
+
+    def signal_seen(self) -> None:
+        with self._lock:
+            self._free_signalled = False
+
     def done(self, name: str, n: int = 1) -> None:
+        signal = None
         with self._lock:
             slot = self._slots.get(name)
             if slot is not None:
                 n = min(n, slot.outstanding)
                 slot.outstanding -= n
                 self._load -= n
+            if n and not self._free_signalled and self._on_free is not None:
+                self._free_signalled = True
+                signal = self._on_free
+        if signal is not None:
+            signal()
