@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from .cli import main
-from .scenario import Scenario, ScenarioError, decode_scenario, load_scenario
+from .scenario import Scenario, ScenarioError, SetupError, decode_scenario, load_scenario
 
-__all__ = ["Scenario", "ScenarioError", "decode_scenario", "load_scenario", "main", "run_scenario"]
+__all__ = ["Scenario", "ScenarioError", "SetupError", "decode_scenario", "load_scenario", "main", "run_scenario"]
 
 
 def run_scenario(*args: Any, **kwargs: Any) -> Any:

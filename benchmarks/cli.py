@@ -1,7 +1,8 @@
 """``python -m benchmarks SCENARIO.toml [--quick] [--out DIR]`` (also ``framewatch bench``): run, print the table.
 
 Exit codes: 0 the runs completed and framewatch's invariants held; 1 an invariant failed (see ``checks`` in the
-report); 2 a bad scenario (the message names the key path).
+report); 2 a bad scenario (the message names the key path); 3 this machine lacks what the scenario needs (the RTSP
+test camera's packages, a reference service that would not start).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .scenario import ScenarioError, load_scenario
+from .scenario import ScenarioError, SetupError, load_scenario
 
-EXIT_OK, EXIT_CHECKS, EXIT_SCENARIO = 0, 1, 2
+EXIT_OK, EXIT_CHECKS, EXIT_SCENARIO, EXIT_SETUP = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,9 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .harness import run_scenario  # imports OpenCV, psutil, the actors
     from .progress import Progress
 
-    result = run_scenario(sc, path=args.scenario, quick=args.quick, out_dir=args.out,
-                          progress=Progress(enabled=not args.no_progress), plots=not args.no_plots,
-                          keep_store=args.keep_store)
+    try:
+        result = run_scenario(sc, path=args.scenario, quick=args.quick, out_dir=args.out,
+                              progress=Progress(enabled=not args.no_progress), plots=not args.no_plots,
+                              keep_store=args.keep_store)
+    except SetupError as exc:
+        print(f"framewatch bench: cannot run {args.scenario}: {exc}", file=sys.stderr)
+        return EXIT_SETUP
     print(result.table)
     print(f"report: {result.json_path}")
     return EXIT_OK if result.report["checks"].get("ok") else EXIT_CHECKS

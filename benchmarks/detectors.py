@@ -108,7 +108,10 @@ def run_factory(inf: Inference, det: DetectorConf, drain: Drain) -> Callable[[],
 
 
 def theoretical_capacity_fps(inf: Inference, n_slots: int) -> float | None:
-    """Frames/s the emulated backend can finish at most: slots * 1000 / mean_ms; None for real backends."""
+    """Frames/s the emulated backend can finish at most: slots * 1000 / mean_ms; remote services with a latency and
+    the noop detector: slots * 1000 / latency_ms (their sleep alone, transport not counted); None otherwise."""
+    if inf.backend == "remote" and inf.detector == "noop" and inf.latency_ms > 0:
+        return n_slots * 1000 / inf.latency_ms
     if inf.backend != "emulated":
         return None
     return n_slots * 1000 / inf.mean_ms

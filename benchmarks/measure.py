@@ -12,6 +12,11 @@ per inferred frame.
 
 After the window, the detectors switch to zero latency (``Drain``) until the inference queue is empty, then the
 system is stopped in order; the harness waits for the run's threads to end before the next run starts.
+
+Backend ``remote``: once framewatch listens, the run starts its reference services (``services.ReferenceServices``)
+registered with it and waits until each holds its slots, before the warm-up. After the window the services are
+stopped (SIGTERM: they unregister; frames still queued for them find no other slot and count failed, after the
+window), then framewatch.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from supervisor import Running
 from .detectors import Drain, run_factory
 from .progress import Progress
 from .scenario import Scenario, Variant, durations, high_watermark_total, run_config, slots
+from .services import ReferenceServices
 
 log = logging.getLogger("framewatch.bench")
 
@@ -195,6 +201,7 @@ def run_variant(
     cpu_before_start = thread_cpu(proc)
     t_start = time.monotonic()
     fw = Running(loaded, detector_factory=run_factory(bench.inference, cfg.detector, drain))
+    services: ReferenceServices | None = None
     samples: list[dict[str, Any]] = []
     conservation: list[str] = []
     bound_errs: list[str] = []
@@ -203,6 +210,13 @@ def run_variant(
     end_marks: _Marks | None = None
     try:
         raw["start_sec"] = round(time.monotonic() - t_start, 3)
+        if bench.inference.backend == "remote":
+            progress.note(f"{variant.label}: starting {bench.inference.services} reference service(s) ...")
+            t0 = time.monotonic()
+            services = ReferenceServices.of(bench.inference, fw.http_url, sorted({t.task_type for t in cfg.enabled_tasks()}),
+                                            cfg.http.token).start()
+            services.wait_registered(lambda: {k: v.slots for k, v in fw.snapshot().services.items()})
+            raw["services_ready_sec"] = round(time.monotonic() - t0, 3)
         metrics = fw.proxy_metrics()
         original = metrics.inferred
 
@@ -292,6 +306,8 @@ def run_variant(
         # Drain what is still queued at zero latency, so stopping takes seconds, not minutes.
         t_drain = time.monotonic()
         queued = pool.load()
+        if services is not None:
+            services.stop()
         drain.event.set()
         while pool.load() > 0 and time.monotonic() - t_drain < bench.drain_timeout_sec:
             time.sleep(0.05)
@@ -300,6 +316,8 @@ def run_variant(
     finally:
         t_stop = time.monotonic()
         try:
+            if services is not None:
+                services.stop()
             fw.stop()
         finally:
             drain.event.set()

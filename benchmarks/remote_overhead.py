@@ -8,23 +8,24 @@
    ms per frame; the difference is what the HTTP path costs.
 
 Run: ``.venv/bin/python -m benchmarks.remote_overhead [--incident-sec 60] [--overhead-sec 15]``. Prints JSON.
+The services are started and stopped by ``benchmarks.services.ReferenceServices``, as in the harness's ``remote``
+backend (``benchmarks/scenarios/incident-remote.toml`` is the incident as a full harness scenario, with the baseline).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from actors import algo_service
 from actors.config import decode_config
 from supervisor import Running
 
-ROOT = Path(__file__).resolve().parent.parent
+from .report import service_figures
+from .services import ReferenceServices
+
 REMOTE_TYPE = "吸烟检测"  # no built-in rule: only the remote service serves it
 LOCAL_TYPE = "人数统计"
 
@@ -59,37 +60,23 @@ log = false
 """
 
 
-def _service(register: str, *, latency_ms: float, mode: str, sid: str) -> subprocess.Popen[bytes]:
-    argv = algo_service.command(register, service_id=sid, task_types=[REMOTE_TYPE], detector="noop",
-                                latency_ms=latency_ms, mode=mode, log_level="warning")
-    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _wait(fw: Running, predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate(fw.snapshot()):
-        if time.monotonic() > deadline:
-            raise SystemExit("benchmark: timed out waiting for the service to register")
-        time.sleep(0.2)
-
-
 def _measure(text: str, seconds: float, service: tuple[float, str] | None) -> dict:
     """Run, warm up 3 s, measure ``seconds``; returns the window's figures."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc = None
+        svc = None
         with Running(decode_config(text.replace("{tmp}", tmp))) as fw:
             try:
                 if service is not None:
-                    proc = _service(fw.http_url, latency_ms=service[0], mode=service[1], sid="ref")
-                    _wait(fw, lambda s: "ref" in s.services and s.services["ref"].slots > 0, 30)
+                    svc = ReferenceServices(fw.http_url, task_types=[REMOTE_TYPE], latency_ms=service[0],
+                                            mode=service[1]).start()
+                    svc.wait_registered(lambda: {k: v.slots for k, v in fw.snapshot().services.items()}, 30)
                 time.sleep(3)
                 start = fw.snapshot()
                 time.sleep(seconds)
                 end = fw.snapshot()
             finally:
-                if proc is not None:
-                    proc.terminate()
-                    proc.wait(10)
+                if svc is not None:
+                    svc.stop()
     window = end.uptime_sec - start.uptime_sec
     inferred = end.totals.inferred - start.totals.inferred
     per_cam = {c: end.cameras[c].inferred - start.cameras[c].inferred for c in end.cameras}
@@ -107,10 +94,7 @@ def _measure(text: str, seconds: float, service: tuple[float, str] | None) -> di
         "share_max": round(max(per_cam.values()) / inferred, 4) if inferred else 0,
     }
     if service is not None:
-        svc = end.services["ref"]
-        done = svc.completed - start.services["ref"].completed
-        out["service"] = {"completed": done, "avg_latency_ms": svc.avg_latency_ms, "failures": svc.failures,
-                          "utilisation": round(done * svc.avg_latency_ms / 1000 / window / max(svc.slots, 1), 3)}
+        out["service"] = service_figures(start, end, window)["ref-0"]
     return out
 
 

@@ -64,6 +64,18 @@ def histogram(values: list[float]) -> dict[str, list[float]]:
     return {"edges_ms": edges, "counts": counts}  # type: ignore[dict-item]
 
 
+def service_figures(a: Any, b: Any, win: float) -> dict[str, Any]:
+    """Remote backend: per service, its frames in the window and how busy its slots were (by its mean latency)."""
+    out = {}
+    for sid, svc in b.services.items():
+        before = a.services.get(sid)
+        done = svc.completed - (before.completed if before is not None else 0)
+        out[sid] = {"completed": done, "failures": svc.failures - (before.failures if before is not None else 0),
+                    "avg_latency_ms": svc.avg_latency_ms, "slots": svc.slots,
+                    "busy": round(done * svc.avg_latency_ms / 1000 / win / max(svc.slots, 1), 4)}
+    return out
+
+
 def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> dict[str, Any]:
     cfg: Config = raw["config"]
     inf = sc.bench.inference
@@ -132,6 +144,7 @@ def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> 
         "busy_snapshot_mean": round(sum(busy_samples) / len(busy_samples), 4) if busy_samples else None,
         "theoretical_capacity_per_s": round(theo, 2) if theo else None,
         "inferred_over_theoretical": _div(inferred_per_s, theo),
+        "services": service_figures(s.snap, e.snap, win) if inf.backend == "remote" else None,
     }
     out["latency_ms"] = {"mean": round(sum(lat) / len(lat), 1) if lat else None, "p50": _pct(lat, 0.5),
                          "p95": _pct(lat, 0.95), "max": round(max(lat), 1) if lat else None}
@@ -186,6 +199,9 @@ def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> 
     }
     inboxes = [x["inference_mailboxes"] for x in raw["samples"]]
     peak_load = final.backpressure.peak_load if final is not None else e.snap.backpressure.peak_load
+    # A decoded frame's size: seen by the local detector, else (remote backend) the decode probe's frame.
+    shape = (probes.get("decode") or {}).get("frame_shape") or []
+    frame_bytes = raw["frame_bytes"] or (math.prod(shape) if shape else 0)
     out["queue"] = {
         "peak_load": peak_load,
         "high_watermark_total": raw["high_watermark_total"],
@@ -193,9 +209,11 @@ def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> 
         "peak_in_flight_sampled": max(x["in_flight"] for x in raw["samples"]),
         "peak_writer_mailbox": max(x["writer_mailbox"] for x in raw["samples"]),
         "in_flight_end": b.in_flight,
-        "backlog_mb_end": round(b.in_flight * raw["frame_bytes"] / 2**20, 1) if raw["frame_bytes"] else None,
+        "backlog_mb_end": round(b.in_flight * frame_bytes / 2**20, 1) if frame_bytes else None,
     }
     cap = (probes.get("capacity") or {}).get("fps")
+    if cap is not None:  # remote: one service alone, times the services each run starts
+        cap = round(cap * (probes.get("capacity") or {}).get("services", 1), 2)
     raw_decode = (probes.get("decode") or {}).get("raw_decode_fps_all_sources")
     out["limits"] = {
         "capacity_alone_per_s": cap,
@@ -380,6 +398,9 @@ def render_table(report: dict[str, Any]) -> str:
     backend = inf["backend"]
     if backend == "emulated":
         backend = f"emulated {inf['distribution']} {inf['mean_ms']:g} ms"
+    elif backend == "remote":
+        backend = (f"remote: {inf['services']} {inf['detector']} service(s) x max_concurrency {inf['max_concurrency']},"
+                   f" +{inf['latency_ms']:g} ms, mode {inf['mode']}")
     lines.append(f"scenario {sc['name'] or sc['path']} ({'quick' if sc['quick'] else 'full'}, mode {sc['mode']}): "
                  f"{sc['cameras']} cameras, {_fmt(sc['demand_per_s'])} samples/s wanted, {backend}")
     lines.append(f"order: {report['order']}; warm-up {_fmt(sc['warmup_sec'])} s, measured {_fmt(sc['duration_sec'])} s each")
@@ -390,7 +411,8 @@ def render_table(report: dict[str, Any]) -> str:
                      f"{d['retrieve_ms']}), {d['sources_at_once']} sources at once {d['raw_decode_fps_all_sources']} frames/s")
     if c.get("fps") is not None:
         lines.append(f"alone: inference backend {c['backend']} on {c['slots']} threads: {c['fps']} frames/s "
-                     f"(mean {c['mean_ms']} ms, {c['frames']} frames)")
+                     f"(mean {c['mean_ms']} ms, {c['frames']} frames)"
+                     + (f"; x {c['services']} services" if c.get("services", 1) > 1 else ""))
     labels = [r["label"] for r in runs]
     w0 = max(len(r[0]) for r in ROWS) + 2
     w = max(14, *(len(x) + 2 for x in labels))

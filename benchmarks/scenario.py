@@ -13,6 +13,7 @@ cross-section checks as ``framewatch check``; errors name ``$.framewatch...`` or
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,13 +22,24 @@ from msgspec import Meta
 
 from actors import config as fwconfig
 from actors.config import Config, ConfigError, Loaded, TaskConf
-from actors.rules import PEOPLE_COUNTING
+from actors.rules import PEOPLE_COUNTING, has_builtin_rule
 
 Sec = Annotated[float, Meta(gt=0, le=7 * 86_400)]
+
+RTSP_TEST_SCHEME = "rtsp-test://"
+"""``[bench.cameras] url = "rtsp-test://MOUNT"``: the harness starts the GStreamer RTSP test camera serving the bundled
+clip on loopback, one mount per distinct ``MOUNT`` (``rtsp-test://cam{i}``: one camera each), and rewrites the URL to
+``rtsp://127.0.0.1:PORT/MOUNT`` before the probes; it stops the server after the runs."""
+_MOUNT = re.compile(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*")
 
 
 class ScenarioError(Exception):
     """A scenario that cannot run; the message names the key path and the reason."""
+
+
+class SetupError(Exception):
+    """The scenario is valid but this machine lacks what it needs (the RTSP test camera's packages, a service that
+    would not start)."""
 
 
 class _S(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -38,7 +50,8 @@ class Cameras(_S):
     count: Annotated[int, Meta(ge=1, le=1000)]
     url: Annotated[str, Meta(min_length=1)]
     """Source URL template; ``{i}`` is the camera number (0-based): ``synthetic://cam{i}?width=768&height=576&fps=25``,
-    ``asset:vtest_5s.mp4``, ``/path/clip.mp4``, ``rtsp://host/stream{i}``."""
+    ``asset:vtest_5s.mp4``, ``/path/clip.mp4``, ``rtsp://host/stream{i}``, or ``rtsp-test://cam{i}`` (the RTSP test
+    camera, started by the harness: see ``RTSP_TEST_SCHEME``)."""
     id: Annotated[str, Meta(min_length=1)] = "cam-{i:02d}"
     """Task id template."""
     task_type: str = PEOPLE_COUNTING
@@ -52,10 +65,22 @@ class Cameras(_S):
 
 
 class Inference(_S):
-    backend: Literal["emulated", "ssdlite", "noop"] = "emulated"
-    """emulated: sleeps a latency drawn from ``distribution``; ssdlite: the real built-in detector; noop: nothing."""
+    backend: Literal["emulated", "ssdlite", "noop", "remote"] = "emulated"
+    """emulated: sleeps a latency drawn from ``distribution``; ssdlite: the real built-in detector; noop: nothing;
+    remote: ``services`` reference algorithm services (``framewatch algo serve`` subprocesses) registered with each
+    run's framewatch over its HTTP API (enabled on a free port for the run)."""
     slots: Annotated[int, Meta(ge=1, le=256)] | None = None
-    """Inference actors; unset means the conf's ``detector.actors``."""
+    """Inference actors; unset means the conf's ``detector.actors``. remote: not used (services x max_concurrency)."""
+    services: Annotated[int, Meta(ge=1, le=64)] = 1
+    """remote: how many reference services each run starts."""
+    max_concurrency: Annotated[int, Meta(ge=1, le=256)] = 1
+    """remote: each service's ``--max-concurrency`` (its slots in framewatch's pool)."""
+    latency_ms: Annotated[float, Meta(ge=0, le=60_000)] = 0.0
+    """remote: each service's ``--latency-ms`` (a sleep per call, on top of its detector)."""
+    mode: Literal["url", "inline"] = "url"
+    """remote: url (the service fetches the JPEG from framewatch) or inline (the JPEG in the request body)."""
+    detector: Literal["noop", "ssdlite"] = "noop"
+    """remote: the services' ``--detector``."""
     distribution: Literal["constant", "uniform", "lognormal"] = "constant"
     mean_ms: Annotated[float, Meta(gt=0, le=60_000)] = 50.0
     """Mean latency of the emulated backend, in ms."""
@@ -154,7 +179,28 @@ def variants(sc: Scenario) -> list[Variant]:
 
 
 def slots(sc: Scenario) -> int:
-    return sc.bench.inference.slots or sc.framewatch.detector.actors
+    """Inference slots serving the cameras: remote, every service's max_concurrency; else the local actors."""
+    inf = sc.bench.inference
+    if inf.backend == "remote":
+        return inf.services * inf.max_concurrency
+    return inf.slots or sc.framewatch.detector.actors
+
+
+def rtsp_test_mounts(sc: Scenario) -> list[str]:
+    """The RTSP test camera's mounts the scenario's cameras use (``/cam0``...); empty when it uses none."""
+    cams = sc.bench.cameras
+    if cams is None or not cams.url.startswith(RTSP_TEST_SCHEME):
+        return []
+    return sorted({"/" + t.rtsp_url[len(RTSP_TEST_SCHEME):] for t in _camera_tasks(sc)})
+
+
+def with_rtsp_test_server(sc: Scenario, base_url: str) -> Scenario:
+    """``sc`` with its ``rtsp-test://`` camera URLs pointing at the running test camera (``rtsp://127.0.0.1:PORT``)."""
+    r = msgspec.structs.replace
+    cams = sc.bench.cameras
+    assert cams is not None and cams.url.startswith(RTSP_TEST_SCHEME)
+    url = base_url.rstrip("/") + "/" + cams.url[len(RTSP_TEST_SCHEME):]
+    return r(sc, bench=r(sc.bench, cameras=r(cams, url=url)))
 
 
 def durations(sc: Scenario, quick: bool) -> tuple[float, float]:
@@ -176,6 +222,9 @@ def _camera_tasks(sc: Scenario) -> list[TaskConf]:
             task_id = cams.id.format(i=i)
         except (KeyError, IndexError, ValueError) as exc:
             raise ScenarioError(f"bad template {cams.id!r} ({exc}); use {{i}} for the camera number - at `$.bench.cameras.id`") from None
+        if url.startswith(RTSP_TEST_SCHEME) and not _MOUNT.fullmatch(url[len(RTSP_TEST_SCHEME):]):
+            raise ScenarioError(f"bad RTSP test camera URL {url!r}: want rtsp-test://MOUNT, MOUNT of letters, digits, "
+                                "'.', '_', '-', '~' and '/' - at `$.bench.cameras.url`")
         tasks.append(TaskConf(
             id=task_id, task_type=cams.task_type, rtsp_url=url, interval_ms=cams.interval_ms, realtime=cams.realtime,
             loop=cams.loop, weight=cams.weight, algo_config=dict(cams.algo_config),
@@ -198,9 +247,23 @@ def run_config(sc: Scenario, variant: Variant, run_dir: Path) -> Loaded:
         enabled = [t for t in tasks if t.enabled] or tasks
         per_task = max(1, math.ceil(variant.preexisting / max(len(enabled), 1)))
         fe = r(fe, max_frame_count=per_task, tasks=[r(t, max_frame_count=None) for t in tasks])
-    det = r(cfg.detector, backend=b.inference.backend, actors=slots(sc))
+    inf = b.inference
+    http = cfg.http
+    if inf.backend == "remote":
+        # The services alone must serve the cameras: a task type with a built-in rule would also go to the local
+        # detector. One local actor (noop) stays, serving no camera; the pool counts only slots serving a camera.
+        local = sorted({t.task_type for t in tasks if t.enabled and has_builtin_rule(t.task_type)})
+        if local:
+            where = "$.bench.cameras.task_type" if b.cameras is not None else "$.framewatch.frame_extractor.tasks"
+            raise ScenarioError(f"backend remote needs task types with no built-in rule (e.g. 吸烟检测), so only the "
+                                f"services infer; {', '.join(local)} has one - at `{where}`")
+        det = r(cfg.detector, backend="noop", actors=1)
+        http = r(http, enable=True, port=0, public_url="")  # each run's own API, on a free port, for its services
+    else:
+        det = r(cfg.detector, backend=inf.backend, actors=slots(sc))
     cfg = r(
         cfg,
+        http=http,
         frame_extractor=fe,
         backpressure=r(cfg.backpressure, policy=variant.policy),
         detector=det,

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from tests.rtsp import RtspServer, make_h264_clip, rtsp_unavailable
+from benchmarks.rtsp_camera import RtspServer, make_h264_clip, rtsp_unavailable
 
 
-# --- RTSP camera (tests/rtsp.py, tests/rtsp_server.py) --------------------------------------------------------------
+# --- RTSP camera (benchmarks/rtsp_camera.py, benchmarks/rtsp_server.py) ------------------------------------------
 
 @pytest.fixture(scope="session")
 def h264_clip(tmp_path_factory):

@@ -132,3 +132,53 @@ def test_a_bad_scenario_names_the_key_path():
         decode_scenario(SCENARIO.replace("low_watermark = 1", "low_watermark = 5"))
     with pytest.raises(ScenarioError, match=r"at `\$.bench.inference.distribution`"):
         decode_scenario(SCENARIO.replace('"uniform"', '"gaussian"'))
+
+
+SHIPPED = sorted((README.parent / "scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_scenario_is_valid(path):
+    from benchmarks.cli import main
+
+    assert main([str(path), "--check"]) == 0
+
+
+REMOTE = """
+[bench]
+name = "remote-smoke"
+quick_duration_sec = 4
+quick_warmup_sec = 1
+decode_probe_sec = 0
+capacity_probe_frames = 5
+
+[bench.cameras]
+count = 2
+url = "synthetic://remote{i}?width=320&height=240&fps=25"
+task_type = "吸烟检测"
+interval_ms = 50
+
+[bench.inference]
+backend = "remote"
+latency_ms = 40
+mode = "inline"
+"""
+
+
+def test_the_remote_backend_runs_reference_services_for_both_runs(tmp_path):
+    """Services start per run, register, infer every frame framewatch sends, and are gone after (~15 s)."""
+    sc = decode_scenario(REMOTE)
+    report = run_scenario(sc, path="remote", quick=True, out_dir=tmp_path, progress=Progress(enabled=False),
+                          plots=False).report
+    assert report["probes"]["capacity"]["fps"] > 5, report["probes"]["capacity"]  # one service: <= 25/s
+    assert report["checks"]["ok"], report["checks"]
+    for run in report["runs"].values():
+        assert run["counts"]["inferred"] > 0 and run["counts"]["failed"] == 0
+        assert list(run["utilisation"]["services"]) == ["ref-0"]
+        assert abs(run["utilisation"]["services"]["ref-0"]["completed"] - run["counts"]["inferred"]) <= 1
+    assert report["runs"]["framewatch"]["counts"]["skipped"] > 0  # 40/s wanted, < 25/s possible
+
+
+def test_remote_needs_a_task_type_only_the_services_serve():
+    with pytest.raises(ScenarioError, match=r"no built-in rule .* - at `\$.bench.cameras.task_type`"):
+        decode_scenario(REMOTE.replace("吸烟检测", "人数统计"))

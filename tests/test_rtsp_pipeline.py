@@ -1,4 +1,4 @@
-"""framewatch end to end against a real RTSP camera (tests/rtsp_server.py looping vtest at 10 fps, 768x576).
+"""framewatch end to end against a real RTSP camera (benchmarks/rtsp_server.py looping vtest at 10 fps, 768x576).
 
 The whole system runs in-process (``supervisor.Running``) with the built-in person detector, local storage and the
 JSON Lines sink under ``tmp_path``. What a camera can do to us: deliver frames (alerts come out), lose power (SIGKILL:

@@ -1,4 +1,4 @@
-"""CaptureSource against a real RTSP camera on loopback (tests/rtsp_server.py looping vtest at 10 fps, 768x576).
+"""CaptureSource against a real RTSP camera on loopback (benchmarks/rtsp_server.py looping vtest at 10 fps, 768x576).
 
 What a camera can do to us: deliver frames, lose power (SIGKILL: connections reset), hang (SIGSTOP: connections stay
 open, nothing arrives, new connections get no answer). Each test waits on conditions with deadlines, and prints what

@@ -1,16 +1,17 @@
-"""A looping RTSP camera on loopback, for tests.
+"""A looping RTSP camera on loopback, for tests and benchmarks.
 
 Run with Debian's Python (it needs python3-gi and GStreamer's RTSP server, which a venv does not see)::
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --mount /cam --h264 clip.h264 [--fps 10]
+    /usr/bin/python3 benchmarks/rtsp_server.py --port 8554 --mount /cam [--mount /cam2 ...] --h264 clip.h264 [--fps 10]
 
 The input is a raw H.264 byte stream with access-unit delimiters (``ffmpeg ... -bsf:v h264_metadata=aud=insert
 -f h264``). It is split into access units once, at start-up; a live ``appsrc`` is fed one access unit per
 ``need-data`` with continuous timestamps, looping over the file forever. All clients share one pipeline
-(``appsrc ! h264parse ! rtph264pay``), as they would share a real camera.
+(``appsrc ! h264parse ! rtph264pay``), as they would share a real camera; each ``--mount`` is another such camera
+(its own pipeline) showing the same clip.
 
-Prints ``READY rtsp://127.0.0.1:PORT/MOUNT`` on stdout once the socket listens (``--port 0`` picks a free port and
-the line names it). Exits with status 0 on SIGTERM or SIGINT.
+Prints ``READY rtsp://127.0.0.1:PORT/MOUNT [rtsp://127.0.0.1:PORT/MOUNT2 ...]`` on stdout once the socket listens
+(``--port 0`` picks a free port and the line names it). Exits with status 0 on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -87,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8554, help="0 picks a free port")
-    parser.add_argument("--mount", default="/cam")
+    parser.add_argument("--mount", action="append", help="path of a camera, repeatable (default /cam)")
     parser.add_argument("--h264", required=True, help="raw H.264 (Annex B) with access-unit delimiters")
     parser.add_argument("--fps", type=float, default=10.0)
     args = parser.parse_args(argv)
-    if not args.mount.startswith("/"):
+    mounts = args.mount or ["/cam"]
+    if not all(m.startswith("/") for m in mounts):
         parser.error("--mount must start with /")
 
     Gst.init(None)
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
-    server.get_mount_points().add_factory(args.mount, _LoopingFactory(units, args.fps))
+    for mount in mounts:
+        server.get_mount_points().add_factory(mount, _LoopingFactory(units, args.fps))
     if server.attach(None) == 0:
         print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr, flush=True)
         return 1
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, loop.quit)
-    print(f"READY rtsp://{args.host}:{server.get_bound_port()}{args.mount}", flush=True)
+    base = f"rtsp://{args.host}:{server.get_bound_port()}"
+    print("READY " + " ".join(base + m for m in mounts), flush=True)
     loop.run()
     return 0
 

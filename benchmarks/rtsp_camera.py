@@ -1,8 +1,9 @@
-"""A real RTSP camera for tests: the H.264 fixture and a handle on ``tests/rtsp_server.py`` running as a subprocess.
+"""A real RTSP camera on loopback, for tests and benchmarks: the H.264 clip and a handle on ``rtsp_server.py`` (next
+to this file, shipped in the package) running as a subprocess.
 
 The server runs under Debian's Python (``/usr/bin/python3``) because it needs python3-gi and GStreamer's RTSP server;
-the Debian packages are listed in ``.ci/apt-packages.txt``. ``rtsp_unavailable()`` says what is missing, so tests can
-skip with a reason instead of failing obscurely.
+the Debian packages are listed in ``.ci/apt-packages.txt`` (and in ``DEBIAN_PACKAGES``). ``rtsp_unavailable()`` says
+what is missing, so tests can skip and the bench can refuse with a reason instead of failing obscurely.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-TESTS_DIR = Path(__file__).resolve().parent
-SERVER_SCRIPT = TESTS_DIR / "rtsp_server.py"
+from actors.config import ASSET_PREFIX, resolve_asset
+
+SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
-CLIP_MP4 = TESTS_DIR.parent / "actors" / "assets" / "vtest_5s.mp4"  # 768x576, 10 fps, 5 s
+CLIP_MP4 = Path(resolve_asset(ASSET_PREFIX + "vtest_5s.mp4"))  # 768x576, 10 fps, 5 s
+DEBIAN_PACKAGES = ("python3-gi", "gir1.2-gst-rtsp-server-1.0", "gstreamer1.0-plugins-base",
+                   "gstreamer1.0-plugins-good", "gstreamer1.0-plugins-bad", "ffmpeg")
 CLIP_FPS = 10.0
 
 READY_TIMEOUT_S = 10.0
@@ -27,18 +32,19 @@ STOP_TIMEOUT_S = 5.0
 
 
 class RtspServerError(RuntimeError):
-    """The test RTSP server did not start or misbehaved."""
+    """The RTSP test camera did not start or misbehaved."""
 
 
 def rtsp_unavailable() -> str | None:
     """Why the RTSP server cannot run here, or None when it can."""
+    install = f"(Debian: apt-get install {' '.join(DEBIAN_PACKAGES)}; also in .ci/apt-packages.txt)"
     if shutil.which("ffmpeg") is None:
-        return "ffmpeg not installed (see .ci/apt-packages.txt)"
+        return f"ffmpeg not installed {install}"
     if not os.access(SYSTEM_PYTHON, os.X_OK):
-        return f"{SYSTEM_PYTHON} not found"
+        return f"{SYSTEM_PYTHON} not found {install}"
     probe = subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
-        return "GStreamer RTSP server for Debian's Python missing (see .ci/apt-packages.txt): " + probe.stderr.strip()[-300:]
+        return f"GStreamer RTSP server for Debian's Python missing {install}: " + probe.stderr.strip()[-300:]
     return None
 
 
@@ -71,18 +77,21 @@ def make_h264_clip(cache_dir: Path, source: Path = CLIP_MP4) -> Path:
 
 
 class RtspServer:
-    """``tests/rtsp_server.py`` as a subprocess: start, stop, kill, freeze, thaw, restart on the same port.
+    """``rtsp_server.py`` as a subprocess: start, stop, kill, freeze, thaw, restart on the same port.
 
     ``start()`` returns once the server printed its READY line (or raises after ``READY_TIMEOUT_S``). The first start
     takes any free port (``port=0``); restarts reuse it, so a client's URL stays valid. Every path reaps the process.
+    ``mount`` may be several paths (one camera each, all looping the clip): ``urls`` has one URL per mount, ``url`` the
+    first.
     """
 
-    def __init__(self, h264: Path, *, port: int = 0, mount: str = "/cam", fps: float = CLIP_FPS) -> None:
+    def __init__(self, h264: Path, *, port: int = 0, mount: str | Sequence[str] = "/cam", fps: float = CLIP_FPS) -> None:
         self.h264 = Path(h264)
         self.port = port
-        self.mount = mount
+        self.mounts = [mount] if isinstance(mount, str) else list(mount)
         self.fps = fps
         self.url: str | None = None
+        self.urls: list[str] = []
         self._proc: subprocess.Popen[str] | None = None
         self._frozen = False
         self._stderr = None
@@ -92,8 +101,10 @@ class RtspServer:
     def start(self, timeout: float = READY_TIMEOUT_S) -> str:
         if self.running:
             raise RtspServerError("already running")
-        cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount,
-               "--h264", str(self.h264), "--fps", str(self.fps)]
+        cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--h264", str(self.h264),
+               "--fps", str(self.fps)]
+        for mount in self.mounts:
+            cmd += ["--mount", mount]
         # stderr goes to a file, not a pipe nobody drains while the server runs (a full pipe would block it).
         self._stderr = tempfile.TemporaryFile("w+")
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -104,7 +115,8 @@ class RtspServer:
         except BaseException:
             self._reap(signal.SIGKILL)
             raise
-        self.url = line.split()[1]
+        self.urls = line.split()[1:]
+        self.url = self.urls[0]
         self.port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
         return self.url
 
