@@ -26,6 +26,7 @@ import os
 import shutil
 import threading
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def run_variant(
         raw["prepopulate_sec"] = round(time.monotonic() - t0, 2)
 
     drain = Drain()
-    records: list[tuple[float, str, float, float]] = []  # (monotonic, task, age ms, latency ms) per inferred frame
+    records = Records()  # (monotonic, task, age ms, latency ms) per inferred frame
     raw["threads_before"] = proc.num_threads()
     raw["fds_before"] = proc.num_fds()
     rss_before = proc.memory_info().rss / 2**20
@@ -357,11 +358,41 @@ def _rate(samples: list[dict[str, Any]], key: str, span: int = 4) -> float:
     return (b[key] - a[key]) / dt if dt > 0 else 0.0
 
 
+class Records:
+    """Per-frame records kept as packed arrays (28 bytes a frame instead of ~150 for a tuple), because they live in
+    the measured process: a soak's RSS slope should be framewatch's, not the harness's bookkeeping."""
+
+    def __init__(self) -> None:
+        self._t, self._age, self._lat = array("d"), array("d"), array("d")
+        self._task = array("I")
+        self._tasks: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def append(self, rec: tuple[float, str, float, float]) -> None:
+        t, task, age, lat = rec
+        i = self._index.get(task)
+        if i is None:
+            i = self._index[task] = len(self._tasks)
+            self._tasks.append(task)
+        self._t.append(t)
+        self._task.append(i)
+        self._age.append(age)
+        self._lat.append(lat)
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def __getitem__(self, window: slice) -> list[tuple[float, str, float, float]]:
+        names = self._tasks
+        return list(zip(self._t[window], (names[i] for i in self._task[window]), self._age[window],
+                        self._lat[window], strict=True))
+
+
 def window_records(raw: dict[str, Any]) -> list[tuple[float, str, float, float]]:
     s, e = raw["start"], raw["end"]
     if s is None or e is None:
         return []
-    return [r for r in raw["records"][s.obs:e.obs]]
+    return raw["records"][s.obs:e.obs]
 
 
 def slope_points(raw: dict[str, Any], key: str) -> list[tuple[float, float]]:
