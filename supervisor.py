@@ -177,7 +177,6 @@ class Supervisor(pykka.ThreadingActor):
         self._stopping = False
         self._components: dict[str, str] = {}
         self._alert_board = AlertBoard()  # the alert actor's stats, read without asking it (it may be blocked)
-        self._unserved_reported: set[str] = set()
 
     # --- pykka hooks ---
 

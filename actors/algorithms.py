@@ -119,13 +119,12 @@ class ServiceInfo(msgspec.Struct, frozen=True):
 
 
 class _Service:
-    __slots__ = ("info", "health", "last_heartbeat", "registered_at", "stats")
+    __slots__ = ("info", "health", "last_heartbeat", "stats")
 
     def __init__(self, info: ServiceInfo, health: Health, now: float) -> None:
         self.info = info
         self.health = health
         self.last_heartbeat = now
-        self.registered_at = now
         self.stats: dict[str, object] = {}
 
 

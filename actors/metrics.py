@@ -63,6 +63,7 @@ class CameraStats(Counts, frozen=True, kw_only=True):
     open_failures: int = 0
     stalls: int = 0
     last_error: str = ""
+    last_frame_sec: float | None = None  # seconds since its source last delivered a frame (progress, not liveness)
     share: float = 0.0  # this camera's fraction of the frames inferred in the window
 
 
@@ -215,10 +216,6 @@ class Metrics:
         with self._lock:
             self._cam(task_id).last_frame_mono = time.monotonic()
 
-    def last_progress(self, task_id: str) -> float:
-        with self._lock:
-            return self._cam(task_id).last_frame_mono
-
     # --- inference side ---
 
     def inferred(self, task_id: str, *, detections: bool, latency_ms: float, age_ms: float) -> None:
@@ -307,6 +304,7 @@ class Metrics:
                     without_detections=c.without_detections, alerts=c.alerts, stored=c.stored,
                     store_failed=c.store_failed, state=c.state, opens=c.opens, open_failures=c.open_failures,
                     stalls=c.stalls, last_error=c.last_error,
+                    last_frame_sec=round(now - c.last_frame_mono, 2) if c.last_frame_mono else None,
                     sampled_per_s=round((c.sampled - prev[0]) / elapsed, 2),
                     extracted_per_s=round((c.sent - prev[1]) / elapsed, 2),
                     inferred_per_s=round((c.inferred - prev[2]) / elapsed, 2),
