@@ -44,6 +44,7 @@ from actors.http_api import HttpApi
 from actors.inference import Backend, InferenceActor, TaskRoute, local_backend
 from actors.messages import Flush, GetSnapshot, Grant, Shutdown, StatsTick, Start, Sweep, Tick
 from actors.metrics import BackpressureStats, Metrics, ProcessStats, Snapshot
+from actors.native_memory import bound_native_memory
 from actors.pool import InferencePool
 from actors.retention import Bound, RetentionActor
 from actors.rules import build_rule, has_builtin_rule
@@ -657,6 +658,7 @@ def run(loaded: Loaded, duration: float | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bound_native_memory()  # before any thread exists
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="framewatch", description="Edge video analytics on actors: cameras in, "
                                      "alerts out, extraction never outpacing inference.")
