@@ -36,7 +36,8 @@ from msgspec import Meta
 from .algo_client import InflightImages
 from .algorithms import Registry, ServiceInfo
 from .config import HttpConf
-from .metrics import Snapshot, exposition
+from .metrics import Snapshot
+from .prometheus import exposition
 
 log = logging.getLogger(__name__)
 
