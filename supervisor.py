@@ -94,7 +94,7 @@ def build_sink(cfg: Config) -> tuple[Callable[[], Sink], AlertSpool]:
 
         def kafka() -> Sink:
             return KafkaSink(ai.mq_address, ai.mq_topic, batch_size=ai.alert_batch_size,
-                             interval_sec=ai.alert_batch_interval_sec)
+                             interval_sec=ai.alert_batch_interval_sec, timeout_sec=ai.mq_timeout_sec)
 
         return kafka, Spool(cfg.alerts.spool_dir, max_bytes=cfg.alerts.spool_max_bytes)
     a = cfg.alerts

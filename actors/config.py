@@ -125,6 +125,9 @@ class AiAnalysisConf(_Conf):
     alert_batch_enabled: bool = True
     alert_batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 100
     alert_batch_interval_sec: Annotated[float, Meta(gt=0, le=3600)] = 2.0
+    mq_timeout_sec: Annotated[float, Meta(gt=0, le=300)] = 5.0
+    """Longest wait for Kafka to confirm a batch (connect, metadata, delivery); past it the batch is spooled. The
+    alert actor waits this long per attempt while the broker is down, so keep it short."""
     request_timeout_sec: Annotated[float, Meta(gt=0, le=300)] = 10.0
     """Longest wait for one remote algorithm service call (the old system waited 30 s)."""
     connect_timeout_sec: Annotated[float, Meta(gt=0, le=60)] = 2.0
