@@ -16,6 +16,21 @@ the final snapshot is written, the timer thread stops. Each step is: request, wa
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:
+    # `python supervisor.py CONF` in a checkout: this directory is the `framewatch` package (setup.cfg installs it
+    # under that one name), so make it importable as such and run this file as `framewatch.supervisor`.
+    import importlib.util as _util
+    import os as _os
+    import sys as _sys
+
+    _spec = _util.spec_from_file_location(
+        "framewatch", _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "__init__.py"),
+        submodule_search_locations=[_os.path.dirname(_os.path.abspath(__file__))])
+    _sys.modules.setdefault("framewatch", _util.module_from_spec(_spec))  # type: ignore[arg-type]
+    from framewatch.supervisor import main as _main
+
+    _sys.exit(_main())
+
 import argparse
 import logging
 import os
@@ -31,28 +46,28 @@ import msgspec
 import psutil
 import pykka
 
-from actors import algo_service
-from actors.algo_client import ImageLinks, InflightImages, PresignedImages, RemoteBackend
-from actors.algorithms import Health, Registry, ServiceInfo
-from actors.alerts import AlertActor, AlertBoard, AlertSpool, MemorySpool
-from actors.backpressure import Controller, ControllerState, Valve
-from actors.config import Config, ConfigError, Loaded, TaskConf, default_config_path, load_config
-from actors.detectors import Detector, build_detector
-from actors.extractor import ExtractorActor
-from actors.frame_writer import FrameWriterActor
-from actors.http_api import HttpApi
-from actors.inference import Backend, InferenceActor, TaskRoute, local_backend
-from actors.messages import Flush, GetSnapshot, Grant, Shutdown, StatsTick, Start, Sweep, Tick
-from actors.metrics import BackpressureStats, Metrics, ProcessStats, Snapshot
-from actors.native_memory import bound_native_memory
-from actors.pool import InferencePool
-from actors.retention import Bound, RetentionActor
-from actors.rules import build_rule, has_builtin_rule
-from actors.sinks import JsonlSink, Sink
-from actors.sources import open_source
-from actors.storage import LocalStore, Store, StoreUnavailable, join_key, task_dir
-from actors.supervision import Backoff, ChildSpec, RestartBudget
-from actors.timers import Timers
+from .actors.inference import service as algo_service
+from .actors.inference.remote import ImageLinks, InflightImages, PresignedImages, RemoteBackend
+from .actors.inference.registry import Health, Registry, ServiceInfo
+from .actors.alerts.actor import AlertActor, AlertBoard, AlertSpool, MemorySpool
+from .actors.ingest.backpressure import Controller, ControllerState, Valve
+from .actors.core.config import Config, ConfigError, Loaded, TaskConf, default_config_path, load_config
+from .actors.inference.detectors import Detector, build_detector
+from .actors.ingest.extractor import ExtractorActor
+from .actors.storage.writer import FrameWriterActor
+from .actors.api.http import HttpApi
+from .actors.inference.slot import Backend, InferenceActor, TaskRoute, local_backend
+from .actors.core.messages import Flush, GetSnapshot, Grant, Shutdown, StatsTick, Start, Sweep, Tick
+from .actors.core.metrics import BackpressureStats, Metrics, ProcessStats, Snapshot
+from .actors.core.native_memory import bound_native_memory
+from .actors.inference.pool import InferencePool
+from .actors.storage.retention import Bound, RetentionActor
+from .actors.analytics.rules import build_rule, has_builtin_rule
+from .actors.alerts.sinks import JsonlSink, Sink
+from .actors.ingest.sources import open_source
+from .actors.storage.store import LocalStore, Store, StoreUnavailable, join_key, task_dir
+from .actors.core.supervision import Backoff, ChildSpec, RestartBudget
+from .actors.core.timers import Timers
 
 log = logging.getLogger("framewatch")
 
@@ -75,7 +90,7 @@ def build_store(cfg: Config) -> Store:
     not fix itself); an unreachable server does not: framewatch runs without storage and the store reconnects."""
     fe = cfg.frame_extractor
     if fe.store == "minio":
-        from actors.minio_store import MinioStore  # imported only when configured
+        from .actors.storage.minio import MinioStore  # imported only when configured
 
         store = MinioStore(fe.minio)
         try:
@@ -89,8 +104,8 @@ def build_store(cfg: Config) -> Store:
 def build_sink(cfg: Config) -> tuple[Callable[[], Sink], AlertSpool]:
     ai = cfg.ai_analysis
     if ai.mq_type == "kafka":
-        from actors.kafka_sink import KafkaSink
-        from actors.spool import Spool
+        from .actors.alerts.kafka import KafkaSink
+        from .actors.alerts.spool import Spool
 
         def kafka() -> Sink:
             return KafkaSink(ai.mq_address, ai.mq_topic, batch_size=ai.alert_batch_size,
@@ -680,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0] not in sub.choices and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]  # `framewatch`, `framewatch --duration 9`, `python supervisor.py CONF` all run
     if argv[0] == "bench":  # the harness parses its own arguments
-        from benchmarks.cli import main as bench_main
+        from framewatch.benchmarks.cli import main as bench_main
 
         return bench_main(argv[1:])
     args = parser.parse_args(argv)

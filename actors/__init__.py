@@ -6,9 +6,9 @@ One module per concept: ``config`` (TOML -> Structs), ``messages`` (every messag
 ``metrics`` (counters, snapshot), ``supervision`` + ``timers`` (restarts, backoff, periodic messages).
 """
 
-from .config import Config, ConfigError, Loaded, decode_config, load_config
-from .messages import Alert, Detection, Frame
-from .metrics import Snapshot
+from .core.config import Config, ConfigError, Loaded, decode_config, load_config
+from .core.messages import Alert, Detection, Frame
+from .core.metrics import Snapshot
 
 __all__ = [
     "Alert",

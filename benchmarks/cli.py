@@ -17,7 +17,7 @@ EXIT_OK, EXIT_CHECKS, EXIT_SCENARIO, EXIT_SETUP = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from actors.native_memory import bound_native_memory
+    from framewatch.actors.core.native_memory import bound_native_memory
 
     bound_native_memory()  # the same malloc settings as framewatch run, so the soak measures what users run
     parser = argparse.ArgumentParser(

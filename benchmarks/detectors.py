@@ -20,9 +20,9 @@ from itertools import count
 
 import numpy as np
 
-from actors.config import DetectorConf
-from actors.detectors import Detector, NoopDetector, SsdliteDetector
-from actors.messages import Detection
+from framewatch.actors.core.config import DetectorConf
+from framewatch.actors.inference.detectors import Detector, NoopDetector, SsdliteDetector
+from framewatch.actors.core.messages import Detection
 
 from .scenario import Inference
 

@@ -33,11 +33,11 @@ from typing import Any
 import psutil
 import pykka
 
-from actors.config import Config, Loaded
-from actors.messages import RetentionStatsRequest
-from actors.metrics import Snapshot
-from actors.storage import frame_key, task_dir
-from supervisor import Running
+from framewatch.actors.core.config import Config, Loaded
+from framewatch.actors.core.messages import RetentionStatsRequest
+from framewatch.actors.core.metrics import Snapshot
+from framewatch.actors.storage.store import frame_key, task_dir
+from framewatch.supervisor import Running
 
 from .detectors import Drain, run_factory
 from .progress import Progress

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from actors.config import Config
-from actors.detectors import Detector
-from actors.sources import SourceError, open_source
+from framewatch.actors.core.config import Config
+from framewatch.actors.inference.detectors import Detector
+from framewatch.actors.ingest.sources import SourceError, open_source
 
 
 def _source(cfg: Config, url: str):  # type: ignore[no-untyped-def]

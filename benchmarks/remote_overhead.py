@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 
-from actors.config import decode_config
-from supervisor import Running
+from framewatch.actors.core.config import decode_config
+from framewatch.supervisor import Running
 
 from .report import service_figures
 from .services import ReferenceServices

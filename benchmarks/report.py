@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from actors.config import Config
+from framewatch.actors.core.config import Config
 
 from .detectors import theoretical_capacity_fps
 from .measure import COMPONENTS, cpu_delta, slope_per_hour, slope_points, window_records

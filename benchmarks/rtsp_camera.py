@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from actors.config import ASSET_PREFIX, resolve_asset
+from framewatch.actors.core.config import ASSET_PREFIX, resolve_asset
 
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from actors import config as fwconfig
-from actors.config import Config, ConfigError, Loaded, TaskConf
-from actors.rules import PEOPLE_COUNTING, has_builtin_rule
+from framewatch.actors.core import config as fwconfig
+from framewatch.actors.core.config import Config, ConfigError, Loaded, TaskConf
+from framewatch.actors.analytics.rules import PEOPLE_COUNTING, has_builtin_rule
 
 Sec = Annotated[float, Meta(gt=0, le=7 * 86_400)]
 

@@ -20,12 +20,12 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from actors import algo_service
-from actors.algo_client import InflightImages, RemoteBackend
-from actors.algorithms import Registry, ServiceInfo
-from actors.config import HttpConf
-from actors.inference import TaskRoute
-from actors.messages import Detection, Frame
+from framewatch.actors.inference import service as algo_service
+from framewatch.actors.inference.remote import InflightImages, RemoteBackend
+from framewatch.actors.inference.registry import Registry, ServiceInfo
+from framewatch.actors.core.config import HttpConf
+from framewatch.actors.inference.slot import TaskRoute
+from framewatch.actors.core.messages import Detection, Frame
 
 from .scenario import Inference, SetupError
 
@@ -127,7 +127,7 @@ class _RemoteDetector:
 @contextmanager
 def one_service_alone(inf: Inference, task_type: str, token: str = "") -> Iterator[Callable[[], _RemoteDetector]]:
     """One service as configured in ``inf``, registered with a bare HTTP API; yields a detector factory."""
-    from actors.http_api import HttpApi
+    from framewatch.actors.api.http import HttpApi
 
     registry = Registry(heartbeat_timeout_sec=60, circuit_open_sec=5)
     images = InflightImages()

@@ -31,14 +31,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import msgspec  # noqa: E402
 import pykka  # noqa: E402
 
-from actors.alerts import AlertActor, MemorySpool  # noqa: E402
-from actors.config import MinioConf  # noqa: E402
-from actors.kafka_sink import KafkaSink  # noqa: E402
-from actors.messages import Alert, AlertStatsRequest, Detection, Flush, RetentionStatsRequest, Stored  # noqa: E402
-from actors.metrics import Metrics  # noqa: E402
-from actors.minio_store import MinioStore  # noqa: E402
-from actors.retention import Bound, RetentionActor  # noqa: E402
-from actors.storage import frame_key  # noqa: E402
+from framewatch.actors.alerts.actor import AlertActor, MemorySpool  # noqa: E402
+from framewatch.actors.core.config import MinioConf  # noqa: E402
+from framewatch.actors.alerts.kafka import KafkaSink  # noqa: E402
+from framewatch.actors.core.messages import Alert, AlertStatsRequest, Detection, Flush, RetentionStatsRequest, Stored  # noqa: E402
+from framewatch.actors.core.metrics import Metrics  # noqa: E402
+from framewatch.actors.storage.minio import MinioStore  # noqa: E402
+from framewatch.actors.storage.retention import Bound, RetentionActor  # noqa: E402
+from framewatch.actors.storage.store import frame_key  # noqa: E402
 
 PREFIX = "人数统计/bench-cam"
 OLD_CLEANUP_EVERY = 50  # the old system listed the task prefix once per 50 uploads

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from benchmarks.rtsp_camera import RtspServer, make_h264_clip, rtsp_unavailable
+from framewatch.benchmarks.rtsp_camera import RtspServer, make_h264_clip, rtsp_unavailable
 
 
 # --- RTSP camera (benchmarks/rtsp_camera.py, benchmarks/rtsp_server.py) ------------------------------------------

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import MinioConf
-from actors.messages import Alert, Detection
+from framewatch.actors.core.config import MinioConf
+from framewatch.actors.core.messages import Alert, Detection
 from tests.waiting import wait_for as wait_until  # noqa: F401 - the servers' tests wait the same way
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def remove_bucket(bucket: str) -> None:
 @pytest.fixture
 def minio_store() -> Iterator[object]:
     """A connected ``MinioStore`` on a bucket of its own, under ``base_path = "fw"``; bucket removed afterwards."""
-    from actors.minio_store import MinioStore
+    from framewatch.actors.storage.minio import MinioStore
 
     require_s3()
     conf = minio_conf(base_path="fw")

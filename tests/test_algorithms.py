@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors import algo_service
-from actors.config import decode_config
-from supervisor import Running
+from framewatch.actors.inference import service as algo_service
+from framewatch.actors.core.config import decode_config
+from framewatch.supervisor import Running
 from tests.waiting import assert_conserved, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

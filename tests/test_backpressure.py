@@ -11,10 +11,10 @@ import time
 
 import cv2
 
-from actors import sources
-from actors.backpressure import Controller, Valve
-from actors.config import decode_config
-from supervisor import Running
+from framewatch.actors.ingest import sources
+from framewatch.actors.ingest.backpressure import Controller, Valve
+from framewatch.actors.core.config import decode_config
+from framewatch.supervisor import Running
 from tests.waiting import assert_conserved
 
 CAMERAS = 8

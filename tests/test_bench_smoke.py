@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import ScenarioError, decode_scenario, run_scenario
-from benchmarks.progress import Progress
-from benchmarks.report import REPORT_FIELDS, RUN_FIELDS
+from framewatch.benchmarks import ScenarioError, decode_scenario, run_scenario
+from framewatch.benchmarks.progress import Progress
+from framewatch.benchmarks.report import REPORT_FIELDS, RUN_FIELDS
 
 SCENARIO = """
 [bench]
@@ -139,7 +139,7 @@ SHIPPED = sorted((README.parent / "scenarios").glob("*.toml"))
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_every_shipped_scenario_is_valid(path):
-    from benchmarks.cli import main
+    from framewatch.benchmarks.cli import main
 
     assert main([str(path), "--check"]) == 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import SAFE_MAX_FRAME_COUNT, ConfigError, decode_config, load_config
+from framewatch.actors.core.config import SAFE_MAX_FRAME_COUNT, ConfigError, decode_config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "tests" / "data" / "seed_config.toml"

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from actors.config import DetectorConf, resolve_asset
-from actors.detectors import build_detector
-from actors.messages import Detection
-from actors.rules import AreaIntrusion, IntrusionConf, PeopleCounting, PeopleCountingConf, point_in_polygon
+from framewatch.actors.core.config import DetectorConf, resolve_asset
+from framewatch.actors.inference.detectors import build_detector
+from framewatch.actors.core.messages import Detection
+from framewatch.actors.analytics.rules import AreaIntrusion, IntrusionConf, PeopleCounting, PeopleCountingConf, point_in_polygon
 
 
 @pytest.fixture(scope="module")

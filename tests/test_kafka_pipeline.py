@@ -9,9 +9,9 @@ import time
 
 import msgspec
 
-from actors.config import decode_config
-from actors.messages import Alert
-from supervisor import Running
+from framewatch.actors.core.config import decode_config
+from framewatch.actors.core.messages import Alert
+from framewatch.supervisor import Running
 from tests.servers import KAFKA_BOOTSTRAP, Spotter, TansuBroker, consume, pipeline_conf, require_kafka, unique_name
 from tests.waiting import wait_for
 

@@ -9,9 +9,9 @@ import msgspec
 import pytest
 from kafka import KafkaAdminClient
 
-from actors.kafka_sink import KafkaSink
-from actors.messages import Alert
-from actors.sinks import SinkError
+from framewatch.actors.alerts.kafka import KafkaSink
+from framewatch.actors.core.messages import Alert
+from framewatch.actors.alerts.sinks import SinkError
 
 from tests.servers import KAFKA_BOOTSTRAP, TansuBroker, consume, free_port, kafka_threads, make_alert, require_kafka, unique_name, wait_until
 

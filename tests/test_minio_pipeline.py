@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import decode_config
-from actors.messages import RetentionStatsRequest
-from actors.minio_store import MinioStore
-from actors.storage import frame_key
-from supervisor import Running
+from framewatch.actors.core.config import decode_config
+from framewatch.actors.core.messages import RetentionStatsRequest
+from framewatch.actors.storage.minio import MinioStore
+from framewatch.actors.storage.store import frame_key
+from framewatch.supervisor import Running
 from tests.servers import (
     SECRET_KEY, SeaweedServer, Spotter, minio_conf, object_names, pipeline_conf, raw_minio, read_alerts, remove_bucket,
     require_s3,

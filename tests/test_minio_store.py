@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from actors.minio_store import MinioStore
-from actors.storage import StoreError, frame_key
+from framewatch.actors.storage.minio import MinioStore
+from framewatch.actors.storage.store import StoreError, frame_key
 
 from tests.servers import SECRET_KEY, free_port, minio_conf, minio_store, raw_minio, remove_bucket, require_s3  # noqa: F401
 

@@ -6,10 +6,10 @@ import time
 
 import pykka
 
-from actors.messages import RetentionStatsRequest, Stored, Sweep
-from actors.metrics import Metrics
-from actors.retention import Bound, RetentionActor, key_time
-from actors.storage import LocalStore, frame_key
+from framewatch.actors.core.messages import RetentionStatsRequest, Stored, Sweep
+from framewatch.actors.core.metrics import Metrics
+from framewatch.actors.storage.retention import Bound, RetentionActor, key_time
+from framewatch.actors.storage.store import LocalStore, frame_key
 from tests.waiting import wait_for
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from actors.config import decode_config
-from actors.metrics import Snapshot
-from supervisor import Running
+from framewatch.actors.core.config import decode_config
+from framewatch.actors.core.metrics import Snapshot
+from framewatch.supervisor import Running
 from tests.waiting import assert_conserved
 
 CAM = "rtsp-cam"

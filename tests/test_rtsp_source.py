@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from actors.sources import CaptureSource, SourceError, open_source
+from framewatch.actors.ingest.sources import CaptureSource, SourceError, open_source
 
 OPEN_TIMEOUT_MS = 3000
 READ_TIMEOUT_MS = 2000

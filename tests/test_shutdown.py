@@ -9,8 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-from actors.config import decode_config
-from supervisor import Running
+from framewatch.actors.core.config import decode_config
+from framewatch.supervisor import Running
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.messages import Alert, Detection
-from actors.sinks import encode_alert
-from actors.spool import Spool
+from framewatch.actors.core.messages import Alert, Detection
+from framewatch.actors.alerts.sinks import encode_alert
+from framewatch.actors.alerts.spool import Spool
 
 
 def alert(seq: int, task_id: str = "cam-01") -> Alert:

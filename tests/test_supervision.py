@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 import threading
 
-from actors.config import decode_config
-from actors.detectors import EmulatedDetector
-from actors.supervision import Backoff, RestartBudget
-from supervisor import Running
+from framewatch.actors.core.config import decode_config
+from framewatch.actors.inference.detectors import EmulatedDetector
+from framewatch.actors.core.supervision import Backoff, RestartBudget
+from framewatch.supervisor import Running
 from tests.waiting import assert_conserved, wait_for
 
 

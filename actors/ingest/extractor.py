@@ -23,13 +23,13 @@ from typing import Any
 
 import pykka
 
-from .backpressure import Valve
-from .messages import Frame, Pump, Reopen
-from .metrics import Metrics
-from .pool import InferencePool
-from .sources import FrameSource, SourceEnded, SourceError, SourceStalled
-from .supervision import Backoff
-from .timers import Timers
+from ..ingest.backpressure import Valve
+from ..core.messages import Frame, Pump, Reopen
+from ..core.metrics import Metrics
+from ..inference.pool import InferencePool
+from ..ingest.sources import FrameSource, SourceEnded, SourceError, SourceStalled
+from ..core.supervision import Backoff
+from ..core.timers import Timers
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
-from .storage import StoreError, StoreUnavailable, join_key
+from ..storage.store import StoreError, StoreUnavailable, join_key
 
 if TYPE_CHECKING:
-    from .config import MinioConf
+    from ..core.config import MinioConf
 
 #: S3 deletes at most this many keys per DeleteObjects request.
 DELETE_BATCH = 1000

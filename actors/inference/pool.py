@@ -19,9 +19,9 @@ from typing import Any
 
 import pykka
 
-from .algorithms import Health
-from .messages import Frame
-from .metrics import Metrics
+from ..inference.registry import Health
+from ..core.messages import Frame
+from ..core.metrics import Metrics
 
 
 class _Slot:

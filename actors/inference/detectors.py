@@ -20,8 +20,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .config import DetectorConf, resolve_asset
-from .messages import Detection
+from ..core.config import DetectorConf, resolve_asset
+from ..core.messages import Detection
 
 
 class Detector(Protocol):

@@ -27,9 +27,9 @@ from typing import Any
 import msgspec
 import pykka
 
-from .messages import RetentionStatsRequest, Stored, Sweep
-from .metrics import Metrics
-from .storage import Store, StoreError, utc_stamp
+from ..core.messages import RetentionStatsRequest, Stored, Sweep
+from ..core.metrics import Metrics
+from ..storage.store import Store, StoreError, utc_stamp
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ always agree; no client library is needed for a few dozen series.
 
 from __future__ import annotations
 
-from .metrics import Snapshot
+from ..core.metrics import Snapshot
 
 _CAMERA_SERIES = (  # (metric, type, CameraStats field, help)
     ("framewatch_frames_sampled_total", "counter", "sampled", "Samples due, per camera."),

@@ -33,11 +33,11 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
-from .algo_client import InflightImages
-from .algorithms import Registry, ServiceInfo
-from .config import HttpConf
-from .metrics import Snapshot
-from .prometheus import exposition
+from ..inference.remote import InflightImages
+from ..inference.registry import Registry, ServiceInfo
+from ..core.config import HttpConf
+from ..core.metrics import Snapshot
+from ..api.prometheus import exposition
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,11 @@ import msgspec
 import numpy as np
 import urllib3
 
-from .algo_client import WireRequest
-from .config import DetectorConf
-from .detectors import Detector, NoopDetector, build_detector
-from .http_api import HttpError, HttpServer, JsonHandler
-from .rules import AREA_INTRUSION, PEOPLE_COUNTING
+from ..inference.remote import WireRequest
+from ..core.config import DetectorConf
+from ..inference.detectors import Detector, NoopDetector, build_detector
+from ..api.http import HttpError, HttpServer, JsonHandler
+from ..analytics.rules import AREA_INTRUSION, PEOPLE_COUNTING
 
 log = logging.getLogger("framewatch.algo")
 

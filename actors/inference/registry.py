@@ -20,7 +20,7 @@ import uuid
 
 import msgspec
 
-from .metrics import ServiceStats
+from ..core.metrics import ServiceStats
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from typing import Any, Protocol
 import msgspec
 import pykka
 
-from .messages import Alert, AlertStatsRequest, Flush
-from .metrics import Metrics
-from .sinks import Sink, SinkError
-from .supervision import Backoff
+from ..core.messages import Alert, AlertStatsRequest, Flush
+from ..core.metrics import Metrics
+from ..alerts.sinks import Sink, SinkError
+from ..core.supervision import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .config import resolve_asset
+from ..core.config import resolve_asset
 
 # TCP for RTSP (no UDP loss on a busy box) and a small probe: open time 1.1 s -> 60 ms (measured, see FACTS).
 _FFMPEG_CAPTURE_OPTIONS = "rtsp_transport;tcp|probesize;32768"

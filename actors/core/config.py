@@ -19,13 +19,13 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
-from .rules import OLD_TASK_TYPES, decode_algo_config
+from ..analytics.rules import OLD_TASK_TYPES, decode_algo_config
 
 #: An unset ``max_frame_count`` means this many frames per task, not "unlimited" (the old system's default).
 SAFE_MAX_FRAME_COUNT = 1000
 T = TypeVar("T")
 ASSET_PREFIX = "asset:"
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 PositiveMs = Annotated[int, Meta(ge=1, le=86_400_000)]
 Seconds = Annotated[float, Meta(gt=0, le=86_400)]
@@ -351,10 +351,10 @@ def load_config(path: str | os.PathLike[str]) -> Loaded:
 
 
 def default_config_path() -> Path:
-    """The embedded default configuration: ``conf/default.toml`` in a checkout, ``actors.conf`` when installed."""
-    checkout = Path(__file__).resolve().parent.parent / "conf" / "default.toml"
+    """The embedded default configuration: ``conf/default.toml`` in a checkout, ``framewatch.actors.conf`` when installed."""
+    checkout = Path(__file__).resolve().parents[2] / "conf" / "default.toml"
     if checkout.exists():
         return checkout
     import importlib.resources
 
-    return Path(str(importlib.resources.files("actors.conf") / "default.toml"))
+    return Path(str(importlib.resources.files("framewatch.actors.conf") / "default.toml"))

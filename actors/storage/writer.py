@@ -20,9 +20,9 @@ import cv2
 import msgspec
 import pykka
 
-from .messages import StoreFrame, Stored
-from .metrics import Metrics
-from .storage import Store, StoreError
+from ..core.messages import StoreFrame, Stored
+from ..core.metrics import Metrics
+from ..storage.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 

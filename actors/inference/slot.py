@@ -31,13 +31,13 @@ from typing import Any, Protocol
 import msgspec
 import pykka
 
-from .algorithms import Health
-from .detectors import Detector
-from .messages import Alert, Frame, StoreFrame
-from .metrics import Metrics
-from .pool import InferencePool
-from .rules import Decision, Rule
-from .storage import frame_key
+from ..inference.registry import Health
+from ..inference.detectors import Detector
+from ..core.messages import Alert, Frame, StoreFrame
+from ..core.metrics import Metrics
+from ..inference.pool import InferencePool
+from ..analytics.rules import Decision, Rule
+from ..storage.store import frame_key
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import msgspec
 
-from .messages import Alert
+from ..core.messages import Alert
 
 _encoder = msgspec.json.Encoder()
 

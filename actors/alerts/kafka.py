@@ -26,8 +26,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from .messages import Alert
-from .sinks import SinkError, encode_alert
+from ..core.messages import Alert
+from ..alerts.sinks import SinkError, encode_alert
 
 log = logging.getLogger(__name__)
 

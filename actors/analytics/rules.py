@@ -21,7 +21,7 @@ from typing import Annotated, Any, Protocol
 import msgspec
 from msgspec import Meta
 
-from .messages import Detection
+from ..core.messages import Detection
 
 PEOPLE_COUNTING = "人数统计"
 AREA_INTRUSION = "区域入侵"

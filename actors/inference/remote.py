@@ -36,11 +36,11 @@ import cv2
 import msgspec
 import urllib3
 
-from .algorithms import ServiceInfo
-from .inference import BackendUnavailable, Inferred, TaskRoute
-from .messages import Detection, Frame
-from .rules import Decision
-from .storage import StoreError
+from ..inference.registry import ServiceInfo
+from ..inference.slot import BackendUnavailable, Inferred, TaskRoute
+from ..core.messages import Detection, Frame
+from ..analytics.rules import Decision
+from ..storage.store import StoreError
 
 INFLIGHT_PREFIX = "inflight/"
 
