@@ -13,16 +13,16 @@ cross-section checks as ``framewatch check``; errors name ``$.framewatch...`` or
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
-
+from framewatch.actors.analytics.rules import PEOPLE_COUNTING, has_builtin_rule
 from framewatch.actors.core import config as fwconfig
 from framewatch.actors.core.config import Config, ConfigError, Loaded, TaskConf
-from framewatch.actors.analytics.rules import PEOPLE_COUNTING, has_builtin_rule
+from msgspec import Meta
 
 Sec = Annotated[float, Meta(gt=0, le=7 * 86_400)]
 
@@ -157,9 +157,15 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def decode_scenario(data: bytes | str) -> Scenario:
     sc = fwconfig.decode_toml(data, Scenario, ScenarioError)
-    # Build every variant's conf once now, so a bad combination fails before anything starts.
+    # Build every variant's conf once now, so a bad combination fails before anything starts (the RTSP test camera's
+    # URLs as they will be once it runs: its port is only known then).
+    checked = sc
+    if sc.bench.cameras is not None:
+        _camera_tasks(sc)  # the URL and id templates
+    if sc.bench.cameras is not None and sc.bench.cameras.url.startswith(RTSP_TEST_SCHEME):
+        checked = with_rtsp_test_server(sc, "rtsp://127.0.0.1:8554")
     for variant in variants(sc):
-        run_config(sc, variant, Path("/nonexistent/bench-check"))
+        run_config(checked, variant, Path("/nonexistent/bench-check"))
     if sc.bench.mode == "compare" and not sc.framewatch.frame_extractor.tasks and sc.bench.cameras is None:
         raise ScenarioError("no camera: set [bench.cameras] or [[framewatch.frame_extractor.tasks]] - at `$.bench`")
     return sc
@@ -271,6 +277,7 @@ def run_config(sc: Scenario, variant: Variant, run_dir: Path) -> Loaded:
         stats=r(cfg.stats, path=str(run_dir / "stats.json")),
     )
     try:
+        cfg = fwconfig.with_env_secrets(cfg, os.environ)
         notices = fwconfig.check_config(cfg)  # the cross-section rules of `framewatch check`
     except ConfigError as exc:
         msg = str(exc).replace("`$.", "`$.framewatch.")

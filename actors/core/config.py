@@ -6,13 +6,16 @@ The old system's sections keep their key names and meanings (``[frame_extractor]
 but nothing now are accepted and reported once, at start, as ignored.
 
 Every error names the key path (``$.frame_extractor.tasks[1].interval_ms``) and the reason; ``load_config`` raises
-``ConfigError`` and the CLI exits with code 2. Validation does no I/O; environment overrides for secrets are applied
-by ``load_config`` after decoding.
+``ConfigError`` and the CLI exits with code 2. What cannot work is refused here, not at start: malformed camera URLs,
+missing video files, a MinIO bucket S3 would refuse, an endpoint that is not host:port, missing S3 credentials.
+Validation does no network I/O (it stats the local files that tasks read); environment overrides for secrets are
+applied right after decoding, before the checks, so a key given only in the environment counts.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -20,12 +23,13 @@ import msgspec
 from msgspec import Meta
 
 from ..analytics.rules import OLD_TASK_TYPES, decode_algo_config
+from .urls import ASSET_PREFIX, ASSETS_DIR, check_endpoint, check_source_url, resolve_asset  # noqa: F401  (re-exported: sources, detectors, benchmarks use them)
 
 #: An unset ``max_frame_count`` means this many frames per task, not "unlimited" (the old system's default).
 SAFE_MAX_FRAME_COUNT = 1000
 T = TypeVar("T")
-ASSET_PREFIX = "asset:"
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+ENV_ACCESS_KEY = "FRAMEWATCH_MINIO_ACCESS_KEY"
+ENV_SECRET_KEY = "FRAMEWATCH_MINIO_SECRET_KEY"
 
 PositiveMs = Annotated[int, Meta(ge=1, le=86_400_000)]
 Seconds = Annotated[float, Meta(gt=0, le=86_400)]
@@ -65,7 +69,8 @@ class TaskConf(_Conf):
     id: Annotated[str, Meta(min_length=1, max_length=128)]
     task_type: str
     rtsp_url: Annotated[str, Meta(min_length=1)]
-    """rtsp:// URL, a video file path, ``asset:NAME`` or ``synthetic://?width=640&height=360&fps=25``."""
+    """rtsp:// URL, a video file path, ``asset:NAME`` or ``synthetic://?width=640&height=360&fps=25``; checked by
+    ``urls.check_source_url`` for every task, enabled or not (a disabled task may be enabled later)."""
     interval_ms: PositiveMs | None = None
     """Sampling interval; unset means ``frame_extractor.interval_ms``."""
     output_path: str | None = None
@@ -258,15 +263,10 @@ class Loaded(msgspec.Struct, frozen=True):
     notices: list[str]  # ignored keys, unlimited retention, baseline policy...
 
 
-def resolve_asset(path: str) -> str:
-    """``asset:NAME`` -> the file shipped in ``actors/assets``; anything else unchanged."""
-    if path.startswith(ASSET_PREFIX):
-        return str(ASSETS_DIR / path[len(ASSET_PREFIX):])
-    return path
-
-
 def check_config(cfg: Config) -> list[str]:
-    """Cross-section rules and notices; raises ConfigError naming the key path."""
+    """Cross-section rules and notices; raises ConfigError naming the key path.
+
+    Run on the configuration as it will be used: with the environment's secrets applied (``decode_config`` does)."""
     fe = cfg.frame_extractor
     notices: list[str] = []
     ids: dict[str, int] = {}
@@ -275,19 +275,11 @@ def check_config(cfg: Config) -> list[str]:
         if task.id in ids:
             raise ConfigError(f"Duplicate task id {task.id!r} (also at $.frame_extractor.tasks[{ids[task.id]}]) - at `{where}.id`")
         ids[task.id] = i
-        if task.task_type not in fe.task_types:
-            raise ConfigError(
-                f"Unknown task type {task.task_type!r}: not in frame_extractor.task_types {fe.task_types} - at `{where}.task_type`"
-            )
-        try:
-            decode_algo_config(task.task_type, task.algo_config)
-        except msgspec.ValidationError as exc:
-            msg, sep, path = str(exc).rpartition(" - at `$")
-            if not sep:  # an error about algo_config as a whole carries no path
-                msg, path = str(exc), ""
-            raise ConfigError(f"{msg} - at `{where}.algo_config{path.rstrip('`')}`") from None
+        _check_task(fe, task, where)
         if task.enabled and cfg.task_max_frame_count(task) == 0:
             notices.append(f"task {task.id!r}: max_frame_count = 0 means unlimited storage; frames will pile up")
+    if fe.store == "minio":
+        _check_minio(fe.minio)
     if fe.backoff_initial_sec > fe.backoff_max_sec:
         raise ConfigError("backoff_initial_sec must not exceed backoff_max_sec - at `$.frame_extractor.backoff_initial_sec`")
     if not cfg.ai_analysis.enable:
@@ -308,7 +300,61 @@ def check_config(cfg: Config) -> list[str]:
         notices.append("backpressure.policy = 'unbounded' never skips: extraction may outpace inference (baseline only)")
     if not fe.enable:
         notices.append("frame_extractor.enable = false: no task runs")
+    elif not cfg.enabled_tasks():
+        notices.append("no enabled task: framewatch will run but extract nothing "
+                       "(add tasks to frame_extractor.tasks, or enable one)")
     return notices
+
+
+def _check_task(fe: FrameExtractorConf, task: TaskConf, where: str) -> None:
+    """One task's own rules. Its source is checked even when it is disabled: it may be enabled at run time."""
+    if task.task_type not in fe.task_types:
+        raise ConfigError(
+            f"Unknown task type {task.task_type!r}: not in frame_extractor.task_types {fe.task_types} - at `{where}.task_type`"
+        )
+    try:
+        decode_algo_config(task.task_type, task.algo_config)
+    except msgspec.ValidationError as exc:
+        msg, sep, path = str(exc).rpartition(" - at `$")
+        if not sep:  # an error about algo_config as a whole carries no path
+            msg, path = str(exc), ""
+        raise ConfigError(f"{msg} - at `{where}.algo_config{path.rstrip('`')}`") from None
+    _raise_at(f"{where}.rtsp_url", check_source_url, task.rtsp_url)
+
+
+def _check_minio(minio: MinioConf) -> None:
+    """What MinIO would refuse at connect, refused now (exit code 2 instead of 1 at start)."""
+    where = "$.frame_extractor.minio"
+    _raise_at(f"{where}.endpoint", check_endpoint, minio.endpoint)
+    _raise_at(f"{where}.bucket", _check_bucket, minio.bucket)
+    for key, value, variable in (("access_key", minio.access_key, ENV_ACCESS_KEY),
+                                 ("secret_key", minio.secret_key, ENV_SECRET_KEY)):
+        if not value:
+            raise ConfigError(
+                f"store = 'minio' needs an S3 {key.replace('_', ' ')}: set frame_extractor.minio.{key} "
+                f"or the environment variable {variable} - at `{where}.{key}`"
+            )
+
+
+def _check_bucket(bucket: str) -> None:
+    from minio.helpers import check_bucket_name  # minio is loaded only by the confs that use it
+
+    try:
+        check_bucket_name(bucket, strict=True)
+    except ValueError as exc:
+        detail = "" if str(exc).startswith("invalid bucket name") else f" ({exc})"
+        raise ValueError(
+            f"S3 refuses the bucket name {bucket!r}{detail}: use 3-63 lowercase letters, digits, '.' or '-', "
+            "starting and ending with a letter or digit"
+        ) from None
+
+
+def _raise_at(path: str, check: Callable[[str], object], value: str) -> None:
+    """Run ``check(value)``; its ValueError becomes a ConfigError at ``path``."""
+    try:
+        check(value)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} - at `{path}`") from None
 
 
 def decode_toml(data: bytes | str, type_: type[T], error: type[Exception]) -> T:
@@ -323,18 +369,17 @@ def decode_toml(data: bytes | str, type_: type[T], error: type[Exception]) -> T:
 
 def decode_config(data: bytes | str) -> Loaded:
     """Decode and validate TOML text. Raises ConfigError."""
-    cfg = decode_toml(data, Config, ConfigError)
-    notices = check_config(cfg)
-    return Loaded(config=_with_env_secrets(cfg, os.environ), notices=notices)
+    cfg = with_env_secrets(decode_toml(data, Config, ConfigError), os.environ)
+    return Loaded(config=cfg, notices=check_config(cfg))
 
 
-def _with_env_secrets(cfg: Config, env: os._Environ[str] | dict[str, str]) -> Config:
+def with_env_secrets(cfg: Config, env: os._Environ[str] | dict[str, str]) -> Config:
     token = env.get("FRAMEWATCH_API_TOKEN") or cfg.http.token
     if token != cfg.http.token:
         cfg = msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, token=token))
     minio = cfg.frame_extractor.minio
-    access = env.get("FRAMEWATCH_MINIO_ACCESS_KEY") or minio.access_key
-    secret = env.get("FRAMEWATCH_MINIO_SECRET_KEY") or minio.secret_key
+    access = env.get(ENV_ACCESS_KEY) or minio.access_key
+    secret = env.get(ENV_SECRET_KEY) or minio.secret_key
     if (access, secret) == (minio.access_key, minio.secret_key):
         return cfg
     minio = msgspec.structs.replace(minio, access_key=access, secret_key=secret)
