@@ -13,6 +13,10 @@ failure it is closed and created again on the next ``write``: a broker that was 
 Each time a producer is created, the topic is created if missing (admin client, best effort: a broker that
 auto-creates topics, or a user without the right, still works).
 
+Logging: no line per attempt. The alert actor logs the sink failing and working again (once each); this module adds
+only a reminder every few minutes while Kafka stays down, and the topic check's state (``StateLog``). kafka-python's
+own per-reconnect lines are silenced by ``logstate.quiet_library_loggers``.
+
 Owned and called by the alert actor's thread only; ``close`` releases the producer's sender thread and sockets.
 """
 
@@ -26,8 +30,9 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from ..core.messages import Alert
 from ..alerts.sinks import SinkError, encode_alert
+from ..core.logstate import StateLog
+from ..core.messages import Alert
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,9 @@ class KafkaSink:
             reconnect_backoff_max_ms=1000,
         )
         self._producer: KafkaProducer | None = None
+        # The alert actor reports down/up; these add the reminders, and the topic check (best effort) once.
+        self._state = StateLog(log, f"kafka {bootstrap_servers}", level=logging.DEBUG)
+        self._topic_state = StateLog(log, f"kafka topic {topic!r}", level=logging.WARNING)
         self.producers_created = 0
         """How many producers were created: 1 + one per recovery from a failure."""
 
@@ -85,6 +93,14 @@ class KafkaSink:
         """Deliver every alert of the batch, in order, or raise SinkError (bounded by ~2 x ``timeout_sec``)."""
         if not alerts:
             return
+        try:
+            self._write(alerts)
+        except SinkError as exc:
+            self._state.down(str(exc))
+            raise
+        self._state.up()
+
+    def _write(self, alerts: Sequence[Alert]) -> None:
         producer = self._ensure_producer()
         deadline = time.monotonic() + self._timeout_sec
         try:
@@ -123,15 +139,16 @@ class KafkaSink:
                 reconnect_backoff_max_ms=1000,
             )
         except KafkaError as exc:
-            log.warning("cannot check Kafka topic %r (admin client): %s", self.topic, _short(exc))
+            self._topic_state.down(f"cannot check it (admin client): {_short(exc)}", kind=type(exc).__name__)
             return
         try:
             admin.create_topics([NewTopic(self.topic, self.partitions, 1)])
             log.info("created Kafka topic %r (%d partitions)", self.topic, self.partitions)
+            self._topic_state.up()
         except TopicAlreadyExistsError:
-            pass
+            self._topic_state.up()
         except KafkaError as exc:
-            log.warning("cannot create Kafka topic %r: %s", self.topic, _short(exc))
+            self._topic_state.down(f"cannot create it: {_short(exc)}", kind=type(exc).__name__)
         finally:
             admin.close()
 

@@ -8,7 +8,8 @@ it is missing. Two kinds of failure, told apart because only one of them fixes i
 - a server that cannot be reached (refused, timed out, 5xx): ``StoreUnavailable``. The store stays usable: while the
   server is down every operation fails fast with ``StoreUnavailable`` and one request every ``retry_sec`` probes it
   (checking and creating the bucket first when that never succeeded), so storing resumes by itself. ``health()``
-  says which state it is in.
+  says which state it is in. The store logs that state (``StateLog``): down once, a reminder every few minutes,
+  back up once; never a line per request, however many actors keep trying.
 
 Every request has short timeouts and few retries, so a dead endpoint costs seconds, not minutes, and start-up never
 hangs. Keys given to and returned by this class are relative to ``base_path``; the bucket holds
@@ -21,6 +22,7 @@ Secrets never appear in messages (``repr(MinioConf)`` masks them too).
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 import time
@@ -34,10 +36,13 @@ from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
+from ..core.logstate import StateLog
 from ..storage.store import StoreError, StoreUnavailable, join_key
 
 if TYPE_CHECKING:
     from ..core.config import MinioConf
+
+log = logging.getLogger(__name__)
 
 #: S3 deletes at most this many keys per DeleteObjects request.
 DELETE_BATCH = 1000
@@ -60,7 +65,7 @@ class MinioStore:
         self._retries = retries
         self._retry_sec = retry_sec
         self._ready = False  # the bucket was checked (and created) on the server
-        self._down = ""  # why the server is unavailable; "" while it answers
+        self._state = StateLog(log, f"storage ({self.name})")  # down (why) or up: the server's state, logged once
         self._probe_at = 0.0  # monotonic time before which an unavailable server is not asked again
         self._base = conf.base_path.strip("/")
         self._client: Minio | None = None
@@ -134,7 +139,7 @@ class MinioStore:
                         raise
         except (MinioException, *_NETWORK_ERRORS) as exc:
             if _transient(exc):
-                raise self._unavailable(f"cannot reach the S3 endpoint {self._url()} ({_reason(exc)})") from None
+                raise self._unavailable(f"cannot reach the S3 endpoint {self._url()} ({_reason(exc)})", exc) from None
             if isinstance(exc, S3Error):
                 raise self._connect_error(exc) from None
             raise StoreError(  # an HTTP server that does not speak S3
@@ -160,7 +165,7 @@ class MinioStore:
             http.clear()
 
     def health(self) -> str:
-        down = self._down
+        down = self._state.reason
         return f"down: {down}" if down else "up"
 
     # --- Store -----------------------------------------------------------------------------------------------------
@@ -248,30 +253,31 @@ class MinioStore:
         """The client, once the server answers: while it is down, fail fast except for one probe per ``retry_sec``;
         a bucket never checked (the server was down at start, or lost it) is checked first."""
         client = self._connected()
-        if self._down:
+        if self._state.is_down:
             with self._lock:
                 now = time.monotonic()
                 if now < self._probe_at:
-                    raise StoreUnavailable(f"{self._down} (retrying)")
+                    raise StoreUnavailable(f"{self._state.reason} (retrying)")
                 self._probe_at = now + self._retry_sec  # this caller probes; the others keep failing fast
         if not self._ready:
             self._check_bucket()
         return client
 
     def _answered(self) -> None:
-        if self._down:
-            with self._lock:
-                self._down = ""
+        self._state.up()
 
-    def _unavailable(self, reason: str) -> StoreUnavailable:
+    def _unavailable(self, reason: str, exc: BaseException) -> StoreUnavailable:
+        """Mark the server down (fast failures until the next probe) and log it once per state change: only probes
+        reach here, the fast failures in between are not counted."""
         with self._lock:
-            self._down = f"{reason} - check {_SETTING}.endpoint and that the server runs"
             self._probe_at = time.monotonic() + self._retry_sec
-        return StoreUnavailable(f"{self._down}; retrying")
+        down = f"{reason} - check {_SETTING}.endpoint and that the server runs"
+        self._state.down(down, kind=_kind(exc))
+        return StoreUnavailable(f"{down}; retrying")
 
     def _op_error(self, verb: str, key: str, exc: BaseException) -> StoreError:
         if _transient(exc):
-            return self._unavailable(f"S3 endpoint {self._url()} unreachable ({_reason(exc)})")
+            return self._unavailable(f"S3 endpoint {self._url()} unreachable ({_reason(exc)})", exc)
         if isinstance(exc, S3Error):
             if exc.code == "NoSuchBucket":
                 self._ready = False  # the server lost it (a new data directory): create it again on the next call
@@ -302,6 +308,16 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, S3Error):
         return exc.code in _BUSY_CODES or (exc.response is not None and exc.response.status >= 500)
     return False
+
+
+def _kind(exc: BaseException) -> str:
+    """What kind of unavailability ``exc`` is, for the log: the cause, not the request id or the wording of the
+    operation that met it (a connect and a put refused by the same dead server are one outage)."""
+    if isinstance(exc, S3Error):
+        return exc.code
+    if isinstance(exc, ServerError):
+        return f"HTTP {exc.status_code}"
+    return _reason(exc)
 
 
 def _reason(exc: BaseException) -> str:
