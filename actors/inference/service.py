@@ -24,7 +24,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,11 +32,11 @@ import msgspec
 import numpy as np
 import urllib3
 
-from ..inference.remote import WireRequest
+from ..analytics.rules import AREA_INTRUSION, PEOPLE_COUNTING
+from ..api.http import HttpError, HttpServer, JsonHandler
 from ..core.config import DetectorConf
 from ..inference.detectors import Detector, NoopDetector, build_detector
-from ..api.http import HttpError, HttpServer, JsonHandler
-from ..analytics.rules import AREA_INTRUSION, PEOPLE_COUNTING
+from ..inference.remote import WireRequest
 
 log = logging.getLogger("framewatch.algo")
 
@@ -165,15 +164,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--register", required=True, help="framewatch's HTTP API, e.g. http://127.0.0.1:8089")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--advertise-host", default="", help="host framewatch should call (default: --host)")
-    p.add_argument("--name", default="ssdlite-ref")
+    p.add_argument("--name", default="ssdlite-ref", help="name shown in framewatch's /services and stats")
     p.add_argument("--service-id", default="", help="default: NAME-PORT")
-    p.add_argument("--task-types", nargs="+", default=[PEOPLE_COUNTING, AREA_INTRUSION])
-    p.add_argument("--max-concurrency", type=int, default=1)
-    p.add_argument("--mode", choices=("url", "inline"), default="url")
+    p.add_argument("--task-types", nargs="+", default=[PEOPLE_COUNTING, AREA_INTRUSION],
+                   help="task types this service infers (default: people counting, area intrusion)")
+    p.add_argument("--max-concurrency", type=int, default=1,
+                   help="calls it serves at once: framewatch gives it this many inference slots")
+    p.add_argument("--mode", choices=("url", "inline"), default="url",
+                   help="url: framewatch sends an image URL to fetch; inline: the JPEG is the request body")
     p.add_argument("--token", default=os.environ.get("FRAMEWATCH_API_TOKEN", ""),
                    help="framewatch's API token (default: $FRAMEWATCH_API_TOKEN)")
     p.add_argument("--latency-ms", type=float, default=0.0, help="sleep this long per call (emulate a slow service)")
-    p.add_argument("--detector", choices=("ssdlite", "noop"), default="ssdlite")
+    p.add_argument("--detector", choices=("ssdlite", "noop"), default="ssdlite",
+                   help="ssdlite: the built-in person detector; noop: detects nothing (load tests)")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -205,7 +208,7 @@ def serve(args: argparse.Namespace) -> int:
 def command(register: str, *, service_id: str, task_types: list[str], port: int = 0, **options: object) -> list[str]:
     """The command line that starts a reference service as a subprocess (tests, benchmarks): ``options`` are the
     long flags, e.g. ``latency_ms=200, mode="inline"`` -> ``--latency-ms 200 --mode inline``."""
-    argv = [sys.executable, str(Path(__file__).resolve().parent.parent / "supervisor.py"), "algo", "serve",
+    argv = [sys.executable, "-m", "framewatch.supervisor", "algo", "serve",
             "--port", str(port), "--register", register, "--service-id", service_id, "--task-types", *task_types]
     for key, value in options.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
