@@ -19,10 +19,9 @@ from collections.abc import Callable
 from itertools import count
 
 import numpy as np
-
 from framewatch.actors.core.config import DetectorConf
-from framewatch.actors.inference.detectors import Detector, NoopDetector, SsdliteDetector
 from framewatch.actors.core.messages import Detection
+from framewatch.actors.inference.detectors import Detector, NoopDetector, SsdliteDetector
 
 from .scenario import Inference
 

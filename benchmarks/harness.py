@@ -28,8 +28,16 @@ from .plots import plot_report
 from .probes import capacity_probe, decode_probe, sample_frames
 from .progress import Progress
 from .report import build_report, render_table, summarize_run
-from .scenario import (Scenario, SetupError, durations, rtsp_test_mounts, run_config, slots, variants,
-                       with_rtsp_test_server)
+from .scenario import (
+    Scenario,
+    SetupError,
+    durations,
+    rtsp_test_mounts,
+    run_config,
+    slots,
+    variants,
+    with_rtsp_test_server,
+)
 from .services import one_service_alone
 
 

@@ -6,9 +6,8 @@ name (``extractor:<id>``, ``inference:<slot>``, ``writer``, ``retention``, ``ale
 The measured window starts after the warm-up; rates are counter deltas over it, never derived from latencies.
 
 Frame age at inference: the Snapshot carries p50/p95 over the last 2,048 frames only, so the harness also records
-every inference (time, task, age, latency) by wrapping ``Metrics.inferred`` on the running system's metrics object
-(reached through the public ``Running.proxy_metrics()``); no core file changes. The wrapper adds one list append
-per inferred frame.
+every inference (time, task, age, latency) through the metrics' public hook ``Metrics.observe_inferred``, on the
+running system's metrics (``Running.system.metrics``). The observer adds one list append per inferred frame.
 
 After the window, the detectors switch to zero latency (``Drain``) until the inference queue is empty, then the
 system is stopped in order; the harness waits for the run's threads to end before the next run starts.
@@ -32,12 +31,11 @@ from typing import Any
 
 import psutil
 import pykka
-
 from framewatch.actors.core.config import Config, Loaded
 from framewatch.actors.core.messages import RetentionStatsRequest
 from framewatch.actors.core.metrics import Snapshot
 from framewatch.actors.storage.store import frame_key, task_dir
-from framewatch.supervisor import Running
+from framewatch.actors.system import Running
 
 from .detectors import Drain, run_factory
 from .progress import Progress
@@ -218,17 +216,10 @@ def run_variant(
                                             cfg.http.token).start()
             services.wait_registered(lambda: {k: v.slots for k, v in fw.snapshot().services.items()})
             raw["services_ready_sec"] = round(time.monotonic() - t0, 3)
-        metrics = fw.proxy_metrics()
-        original = metrics.inferred
-
-        def observed(task_id: str, *args: Any, **kwargs: Any) -> None:
-            records.append((time.monotonic(), task_id, kwargs.get("age_ms", 0.0), kwargs.get("latency_ms", 0.0)))
-            original(task_id, *args, **kwargs)
-
-        metrics.inferred = observed  # type: ignore[method-assign]
-        sup = fw.ref.proxy()
-        retention: pykka.ActorRef[Any] = sup.retention.get(timeout=10)
-        pool = sup.pool.get(timeout=10)
+        fw.system.metrics.observe_inferred(
+            lambda task_id, age_ms, latency_ms: records.append((time.monotonic(), task_id, age_ms, latency_ms)))
+        retention = fw.system.retention
+        pool = fw.system.pool
 
         def retention_stats() -> Any:
             try:

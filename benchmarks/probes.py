@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from framewatch.actors.core.config import Config
 from framewatch.actors.inference.detectors import Detector
 from framewatch.actors.ingest.sources import SourceError, open_source

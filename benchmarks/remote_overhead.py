@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from framewatch.actors.core.config import decode_config
-from framewatch.supervisor import Running
+from framewatch.actors.system import Running
 
 from .report import service_figures
 from .services import ReferenceServices

@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 import msgspec
-
 from framewatch.actors.core.config import Config
 
 from .detectors import theoretical_capacity_fps

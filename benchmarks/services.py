@@ -20,12 +20,12 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from framewatch.actors.inference import service as algo_service
-from framewatch.actors.inference.remote import InflightImages, RemoteBackend
-from framewatch.actors.inference.registry import Registry, ServiceInfo
 from framewatch.actors.core.config import HttpConf
-from framewatch.actors.inference.slot import TaskRoute
 from framewatch.actors.core.messages import Detection, Frame
+from framewatch.actors.inference import service as algo_service
+from framewatch.actors.inference.registry import Registry, ServiceInfo
+from framewatch.actors.inference.remote import InflightImages, RemoteBackend
+from framewatch.actors.inference.slot import TaskRoute
 
 from .scenario import Inference, SetupError
 

@@ -30,10 +30,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import msgspec  # noqa: E402
 import pykka  # noqa: E402
-
 from framewatch.actors.alerts.actor import AlertActor, MemorySpool  # noqa: E402
-from framewatch.actors.core.config import MinioConf  # noqa: E402
 from framewatch.actors.alerts.kafka import KafkaSink  # noqa: E402
+from framewatch.actors.core.config import MinioConf  # noqa: E402
 from framewatch.actors.core.messages import Alert, AlertStatsRequest, Detection, Flush, RetentionStatsRequest, Stored  # noqa: E402
 from framewatch.actors.core.metrics import Metrics  # noqa: E402
 from framewatch.actors.storage.minio import MinioStore  # noqa: E402

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from framewatch.benchmarks.rtsp_camera import RtspServer, make_h264_clip, rtsp_unavailable
-
 
 # --- RTSP camera (benchmarks/rtsp_camera.py, benchmarks/rtsp_server.py) ------------------------------------------
 

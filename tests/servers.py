@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from framewatch.actors.core.config import MinioConf
 from framewatch.actors.core.messages import Alert, Detection
+
 from tests.waiting import wait_for as wait_until  # noqa: F401 - the servers' tests wait the same way
 
 REPO = Path(__file__).resolve().parent.parent

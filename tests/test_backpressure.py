@@ -10,12 +10,12 @@ import threading
 import time
 
 import cv2
-
+from framewatch.actors.core.config import decode_config
 from framewatch.actors.ingest import sources
 from framewatch.actors.ingest.backpressure import Controller, Valve
-from framewatch.actors.core.config import decode_config
-from framewatch.supervisor import Running
-from tests.waiting import assert_conserved
+from framewatch.actors.system import Running
+
+from tests.waiting import assert_conserved, wait_for
 
 CAMERAS = 8
 HIGH, LOW, SLOTS = 2, 1, 2
@@ -68,6 +68,15 @@ class Counter:
         return self.fn(*args, **kwargs)
 
 
+def warmed_up(fw) -> None:
+    """Past start-up: every camera has had frames inferred and the pool is saturated (its peak at the watermark)."""
+    def ready() -> bool:
+        snap = fw.snapshot(fresh=False)
+        return all(c.inferred >= 3 for c in snap.cameras.values()) and snap.backpressure.peak_load >= SLOTS
+
+    wait_for(ready, 30, "every camera inferred and the pool saturated")
+
+
 def test_under_overload_mailboxes_stay_bounded_shares_are_fair_and_inference_stays_busy(tmp_path, monkeypatch):
     retrieve = Counter(sources.SyntheticSource.retrieve)
     encode = Counter(cv2.imencode)
@@ -75,22 +84,18 @@ def test_under_overload_mailboxes_stay_bounded_shares_are_fair_and_inference_sta
     monkeypatch.setattr(cv2, "imencode", encode)
 
     with Running(decode_config(overload_conf(tmp_path))) as fw:
-        snaps = []
-        deadline = time.monotonic() + 3  # warm-up
-        while time.monotonic() < deadline:
-            snaps.append(fw.snapshot(fresh=False))
-            time.sleep(0.1)
+        warmed_up(fw)
         start = fw.snapshot()
         end_at = time.monotonic() + 10
         max_mailboxes = 0
         while time.monotonic() < end_at:
-            mailboxes = fw.ref.proxy().pool.get().mailboxes()
+            mailboxes = fw.system.pool.mailboxes()
             max_mailboxes = max(max_mailboxes, sum(mailboxes.values()))
             snap = fw.snapshot(fresh=False)
             assert_conserved(snap)
             time.sleep(0.05)
         window = fw.snapshot()
-        peak_load = fw.ref.proxy().pool.get().peak_load
+        peak_load = fw.system.pool.peak_load
     final = fw.final
     assert final is not None
     assert_conserved(window)
@@ -121,9 +126,9 @@ def test_under_overload_mailboxes_stay_bounded_shares_are_fair_and_inference_sta
 def test_weighted_policy_gives_shares_in_proportion_to_weights(tmp_path):
     weights = [3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     with Running(decode_config(overload_conf(tmp_path, "weighted", weights))) as fw:
-        time.sleep(2)  # warm-up: the shares are measured over the window that follows
+        warmed_up(fw)  # the shares are measured over the window that follows
         start = fw.snapshot()
-        time.sleep(8)
+        time.sleep(8)  # the measured window (a duration, not a condition)
         window = fw.snapshot()
     inferred = [window.cameras[f"cam-{i}"].inferred - start.cameras[f"cam-{i}"].inferred for i in range(CAMERAS)]
     unit = sum(inferred) / sum(weights)

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from framewatch.benchmarks import ScenarioError, decode_scenario, run_scenario
 from framewatch.benchmarks.progress import Progress
 from framewatch.benchmarks.report import REPORT_FIELDS, RUN_FIELDS

@@ -5,11 +5,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
+from framewatch.actors.analytics.rules import (
+    AreaIntrusion,
+    IntrusionConf,
+    PeopleCounting,
+    PeopleCountingConf,
+    point_in_polygon,
+)
 from framewatch.actors.core.config import DetectorConf, resolve_asset
-from framewatch.actors.inference.detectors import build_detector
 from framewatch.actors.core.messages import Detection
-from framewatch.actors.analytics.rules import AreaIntrusion, IntrusionConf, PeopleCounting, PeopleCountingConf, point_in_polygon
+from framewatch.actors.inference.detectors import build_detector
 
 
 @pytest.fixture(scope="module")

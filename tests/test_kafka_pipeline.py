@@ -8,10 +8,10 @@ import threading
 import time
 
 import msgspec
-
 from framewatch.actors.core.config import decode_config
 from framewatch.actors.core.messages import Alert
-from framewatch.supervisor import Running
+from framewatch.actors.system import Running
+
 from tests.servers import KAFKA_BOOTSTRAP, Spotter, TansuBroker, consume, pipeline_conf, require_kafka, unique_name
 from tests.waiting import wait_for
 

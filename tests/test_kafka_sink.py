@@ -7,13 +7,22 @@ import time
 
 import msgspec
 import pytest
+from framewatch.actors.alerts.kafka import KafkaSink
+from framewatch.actors.alerts.sinks import SinkError
+from framewatch.actors.core.messages import Alert
 from kafka import KafkaAdminClient
 
-from framewatch.actors.alerts.kafka import KafkaSink
-from framewatch.actors.core.messages import Alert
-from framewatch.actors.alerts.sinks import SinkError
-
-from tests.servers import KAFKA_BOOTSTRAP, TansuBroker, consume, free_port, kafka_threads, make_alert, require_kafka, unique_name, wait_until
+from tests.servers import (
+    KAFKA_BOOTSTRAP,
+    TansuBroker,
+    consume,
+    free_port,
+    kafka_threads,
+    make_alert,
+    require_kafka,
+    unique_name,
+    wait_until,
+)
 
 decode_alert = msgspec.json.Decoder(Alert).decode
 

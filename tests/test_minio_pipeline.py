@@ -13,14 +13,22 @@ import time
 from pathlib import Path
 
 import pytest
-
 from framewatch.actors.core.config import decode_config
 from framewatch.actors.core.messages import RetentionStatsRequest
 from framewatch.actors.storage.minio import MinioStore
 from framewatch.actors.storage.store import frame_key
-from framewatch.supervisor import Running
+from framewatch.actors.system import Running
+
 from tests.servers import (
-    SECRET_KEY, SeaweedServer, Spotter, minio_conf, object_names, pipeline_conf, raw_minio, read_alerts, remove_bucket,
+    SECRET_KEY,
+    SeaweedServer,
+    Spotter,
+    minio_conf,
+    object_names,
+    pipeline_conf,
+    raw_minio,
+    read_alerts,
+    remove_bucket,
     require_s3,
 )
 from tests.waiting import wait_for
@@ -56,7 +64,7 @@ def test_frames_and_alert_images_land_under_their_keys_and_retention_keeps_exact
     loaded = decode_config(pipeline_conf(tmp_path, minio=bucket_conf, max_frame_count=5, image_max_count=3))
     with Running(loaded, detector_factory=lambda: Spotter(on)) as fw:
         wait_for(lambda: all(c.alerts >= 12 for c in fw.snapshot().cameras.values()), 60, "12 alerts per camera")
-        store: MinioStore = fw.ref.proxy().store.get(timeout=5)
+        store: MinioStore = fw.system.store
     final = fw.final
     assert final is not None and final.totals.store_failed == 0
     assert final.components["storage"] == "up (minio)"
@@ -86,11 +94,11 @@ def test_a_restart_rebuilds_the_index_with_one_listing_and_removes_the_surplus_o
     assert 12 <= len(left) <= 20
     # The same camera, now bounded to 5, and its stream gone: whatever changes in the bucket is the rebuild's doing.
     second = decode_config(pipeline_conf(tmp_path / "2", minio=bucket_conf, cams=("cam-a",), max_frame_count=5,
-                                         source="/nonexistent/{cam}.mp4"))
+                                         source="rtsp://127.0.0.1:9/{cam}"))
     with Running(second, detector_factory=lambda: Spotter(threading.Event())) as fw:
-        retention = fw.ref.proxy().retention.get(timeout=5)
+        retention = fw.system.retention
         stats = retention.ask(RetentionStatsRequest(), timeout=30)
-        store: MinioStore = fw.ref.proxy().store.get(timeout=5)
+        store: MinioStore = fw.system.store
         assert stats.listings == 2 and stats.unlisted == 0
         assert stats.indexed[f"{PEOPLE}/cam-a"] == 5
         assert names_under(bucket_conf.bucket, f"fw/{PEOPLE}/cam-a") == left[-5:]
@@ -109,7 +117,7 @@ def test_alert_images_older_than_image_max_age_are_deleted_from_the_bucket(tmp_p
         seed.put(key, b"jpeg")
     seed.close()
     loaded = decode_config(pipeline_conf(tmp_path, minio=bucket_conf, cams=("cam-a",), image_max_count=0,
-                                         image_max_age_sec=3600, source="/nonexistent/{cam}.mp4"))
+                                         image_max_age_sec=3600, source="rtsp://127.0.0.1:9/{cam}"))
     with Running(loaded, detector_factory=lambda: Spotter(threading.Event())):
         wait_for(lambda: names_under(bucket_conf.bucket, f"fw/{prefix}") == [name(k) for k in fresh], 30,
                  "alert images past their age deleted")
@@ -139,13 +147,13 @@ def test_storage_down_at_start_framewatch_runs_and_rebuilds_the_index_once_it_an
             assert down.totals.inferred >= 3 and down.totals.alerts >= 3  # inference and alerts go on
 
             server.start()
-            retention = fw.ref.proxy().retention.get(timeout=5)
+            retention = fw.system.retention
             wait_for(lambda: retention.ask(RetentionStatsRequest(), timeout=10).unlisted == 0, 30, "the listing")
             wait_for(lambda: fw.snapshot().components["storage"] == "up (minio)", 30, "storage up")
             frames = f"{PEOPLE}/cam-a"
             wait_for(lambda: not set(names_under(conf.bucket, frames, server.endpoint)) & {name(k) for k in old},
                      30, "the old surplus deleted")
-            store: MinioStore = fw.ref.proxy().store.get(timeout=5)
+            store: MinioStore = fw.system.store
             listed = store.list_calls
             inferred = fw.snapshot().totals.inferred
             wait_for(lambda: fw.snapshot().totals.inferred >= inferred + 10, 30, "two more seconds of frames")
@@ -205,19 +213,23 @@ def _framewatch_run(tmp_path: Path, conf_text: str, *args: str, env: dict[str, s
 
 
 @pytest.mark.parametrize(
-    ("setting", "overrides", "expected"),
+    ("setting", "overrides", "code_expected", "expected"),
     [
-        ("credentials", dict(secret_key="wrong-secret-7d3a1f"), "frame_extractor.minio.access_key/secret_key"),
-        ("bucket", dict(bucket="Frames_Of_Cam1"), "frame_extractor.minio.bucket"),
+        # Only the server can tell wrong credentials: framewatch cannot start (1).
+        ("credentials", dict(secret_key="wrong-secret-7d3a1f"), 1, "frame_extractor.minio.access_key/secret_key"),
+        # A bucket name S3 refuses is known from the conf alone: a bad configuration (2).
+        ("bucket", dict(bucket="Frames_Of_Cam1"), 2, "at `$.frame_extractor.minio.bucket`"),
     ],
 )
-def test_a_wrong_minio_setting_stops_framewatch_run_with_exit_code_1_naming_the_setting(tmp_path, setting, overrides,
-                                                                                       expected):
+def test_a_wrong_minio_setting_stops_framewatch_run_naming_the_setting(tmp_path, setting, overrides, code_expected,
+                                                                      expected):
     require_s3()
     conf = minio_conf(**overrides)
     code, out, elapsed = _framewatch_run(tmp_path, pipeline_conf(tmp_path, minio=conf), "--duration", "30")
-    assert code == 1, out
-    assert "cannot start:" in out and expected in out
+    assert code == code_expected, out
+    assert expected in out
+    assert ("cannot start:" in out) == (code == 1)
+    assert "Traceback" not in out
     assert conf.secret_key not in out
     assert elapsed < 30
 

@@ -8,7 +8,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from framewatch.actors.storage.minio import MinioStore
 from framewatch.actors.storage.store import StoreError, frame_key
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pykka
-
 from framewatch.actors.core.messages import RetentionStatsRequest, Stored, Sweep
 from framewatch.actors.core.metrics import Metrics
 from framewatch.actors.storage.retention import Bound, RetentionActor, key_time
 from framewatch.actors.storage.store import LocalStore, frame_key
+
 from tests.waiting import wait_for
 
 

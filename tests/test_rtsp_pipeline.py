@@ -16,10 +16,10 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from framewatch.actors.core.config import decode_config
 from framewatch.actors.core.metrics import Snapshot
-from framewatch.supervisor import Running
+from framewatch.actors.system import Running
+
 from tests.waiting import assert_conserved
 
 CAM = "rtsp-cam"

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-
 from framewatch.actors.ingest.sources import CaptureSource, SourceError, open_source
 
 OPEN_TIMEOUT_MS = 3000

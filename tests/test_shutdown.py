@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 
 from framewatch.actors.core.config import decode_config
-from framewatch.supervisor import Running
+from framewatch.actors.system import Running
+
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,9 +76,11 @@ def test_after_sigterm_alerts_jsonl_holds_exactly_the_alerts_the_stats_counted(t
     assert first["schema"] == 1 and first["task_id"] in ("count", "intrusion")
     assert first["detections"] and first["detections"][0]["label"] == "person"
     assert (tmp_path / "frames" / first["image_key"]).is_file() == first["image_stored"] is True
-    # The order of the shutdown, as logged: sources, then inference, then storage and alerts.
+    # The order of the shutdown, as logged: sources, inference, storage, alerts, timers (the tree's reverse order).
     steps = [out.index(s) for s in ("shutdown: stopping sources", "shutdown: draining inference",
-                                    "shutdown: storing, retention, flushing alerts", "shutdown: done")]
+                                    "shutdown: storing frames", "shutdown: retention deletes what is due",
+                                    "shutdown: flushing alerts",
+                                    "shutdown: stopping timers", "shutdown: done")]
     assert steps == sorted(steps)
 
 

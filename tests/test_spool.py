@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from framewatch.actors.core.messages import Alert, Detection
 from framewatch.actors.alerts.sinks import encode_alert
 from framewatch.actors.alerts.spool import Spool
+from framewatch.actors.core.messages import Alert, Detection
 
 
 def alert(seq: int, task_id: str = "cam-01") -> Alert:

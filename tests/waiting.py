@@ -21,9 +21,11 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
-def assert_conserved(snap) -> None:  # type: ignore[no-untyped-def]
-    """The conservation equations, for every camera and the totals of a stats snapshot:
-    sampled = skipped + inferred + failed + in_flight, and inferred = with_detections + without_detections."""
-    for name, c in [*snap.cameras.items(), ("totals", snap.totals)]:
-        assert c.sampled == c.skipped + c.inferred + c.failed + c.in_flight, (name, c)
-        assert c.inferred == c.with_detections + c.without_detections, (name, c)
+def assert_conserved(snap, *, at_rest: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """The conservation equations, for every camera and the totals of a stats snapshot (``conservation_errors``):
+    sampled = skipped + inferred + failed + in_flight, inferred = with_detections + without_detections, no counter
+    negative, totals = the cameras' sums; ``at_rest`` (after a stop): nothing in flight."""
+    from framewatch.actors.core.metrics import conservation_errors
+
+    errors = conservation_errors(snap, at_rest=at_rest)
+    assert not errors, errors

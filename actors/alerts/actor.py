@@ -13,25 +13,23 @@ actor flushes: what the sink still refuses (or a sink already known down) stays 
 The actor posts its ``AlertStats`` on an ``AlertBoard`` after every message, so the supervisor's stats never wait on
 this actor, which may spend seconds in a write to a dead broker.
 
-Thread: ``alerts``; the sink is created in ``on_start`` and closed in ``on_stop``/``on_failure`` on this thread.
+Thread: ``alerts``; the sink is created in ``setup`` and closed in ``on_stop``/``on_failure`` on this thread.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
-import pykka
 
+from ..alerts.sinks import Sink, SinkError
 from ..core.messages import Alert, AlertStatsRequest, Flush
 from ..core.metrics import Metrics
-from ..alerts.sinks import Sink, SinkError
-from ..core.supervision import Backoff
+from ..core.supervision import Backoff, ChildActor
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +88,9 @@ class AlertBoard:
         self.stats = AlertStats(batch_queue=0, spooled=0, sink_ok=True)
 
 
-class AlertActor(pykka.ThreadingActor):
+class AlertActor(ChildActor):
+    thread_name = "alerts"
+
     def __init__(
         self,
         *,
@@ -102,8 +102,9 @@ class AlertActor(pykka.ThreadingActor):
         board: AlertBoard | None = None,
         retry_initial_sec: float = 0.5,
         retry_max_sec: float = 5.0,
+        **child: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**child)
         self._sink_factory = sink_factory
         self._sink: Sink | None = None
         self._spool = spool
@@ -116,8 +117,7 @@ class AlertActor(pykka.ThreadingActor):
         self._retry_at = 0.0  # monotonic: while the sink fails, no write before this
         self.board = board or AlertBoard()
 
-    def on_start(self) -> None:
-        threading.current_thread().name = "alerts"
+    def setup(self) -> None:
         self._sink = self._sink_factory()
         if len(self._spool):
             log.info("alerts: %d spooled alerts from before; replaying them first", len(self._spool))
@@ -132,9 +132,12 @@ class AlertActor(pykka.ThreadingActor):
         self._close_sink()
         self._publish()
 
-    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def on_crash(self, exc: BaseException) -> None:
+        # The spool outlives this incarnation (the alerts child owns it): the batch waits there, and the alerts not
+        # read yet go back to the link, so the next incarnation delivers both, oldest first.
         self._spool_batch()
         self._close_sink()
+        self.requeue_unread()
         self._publish()
 
     def on_receive(self, message: Any) -> Any:
@@ -175,9 +178,13 @@ class AlertActor(pykka.ThreadingActor):
         if not self._batch:
             return
         batch, self._batch = self._batch, []
-        if self._deliver(batch):
-            return
-        self._spool_alerts(batch)
+        try:
+            delivered = self._deliver(batch)
+        except BaseException:  # a bug in the sink: keep the batch for on_failure to spool
+            self._batch = batch + self._batch
+            raise
+        if not delivered:
+            self._spool_alerts(batch)
 
     def _drain_spool(self) -> bool:
         while len(self._spool):

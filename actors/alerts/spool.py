@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from ..core.messages import Alert
 from ..alerts.sinks import encode_alert
+from ..core.messages import Alert
 
 _SUFFIX = ".seg"
 _HEAD = "HEAD"

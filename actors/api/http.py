@@ -33,11 +33,12 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
-from ..inference.remote import InflightImages
-from ..inference.registry import Registry, ServiceInfo
+from ..api.prometheus import exposition
 from ..core.config import HttpConf
 from ..core.metrics import Snapshot
-from ..api.prometheus import exposition
+from ..core.supervision import Ready, StartError
+from ..inference.registry import Registry, ServiceInfo
+from ..inference.remote import InflightImages
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,9 @@ class HttpServer(ThreadingHTTPServer):
         finally:
             with self._conns_lock:
                 self._conns.pop(threading.current_thread(), None)
+
+    def serving(self) -> bool:
+        return self._loop is not None and self._loop.is_alive()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop accepting, close open connections, join every thread; False if one did not end within ``timeout``."""
@@ -176,7 +180,8 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 
 class HttpApi:
-    """Owns the server; ``start`` returns once it listens, ``stop`` joins its threads."""
+    """Owns the server; ``start`` returns once it listens, ``stop`` joins its threads. A supervised child's handle
+    (``ready``, ``is_alive``, ``stop``): a port in use fails its start with a ``StartError`` naming ``http.port``."""
 
     def __init__(self, conf: HttpConf, *, registry: Registry, images: InflightImages,
                  snapshot: Callable[[], Snapshot], task_types: Sequence[str]) -> None:
@@ -186,6 +191,7 @@ class HttpApi:
         self.snapshot = snapshot
         self.task_types = frozenset(task_types)
         self._server: HttpServer | None = None
+        self.ready = Ready()
 
     @property
     def url(self) -> str:
@@ -201,16 +207,24 @@ class HttpApi:
         try:
             self._server = HttpServer((self.conf.host, self.conf.port), Handler, "http")
         except OSError as exc:
-            raise OSError(f"cannot listen on {self.conf.host}:{self.conf.port}: {exc.strerror}; "
-                          "set [http] port, or enable = false") from None
+            error = StartError("http.port", f"cannot listen on {self.conf.host}:{self.conf.port}: {exc.strerror} "
+                               "(choose another [http] port, or set enable = false)")
+            self.ready.set(error)
+            raise error from None
         self._server.start()
+        self.ready.set()
         self.images.base_url = (self.conf.public_url or self.url).rstrip("/")
         log.info("http: listening on %s%s", self.url, " (token required to register)" if self.conf.token else "")
         return self.url
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def is_alive(self) -> bool:
+        return self._server is not None and self._server.serving()
+
+    def stop(self, timeout: float = 5.0) -> bool:
         if self._server is not None and not self._server.stop(timeout):
             log.error("shutdown: an http connection did not end within %.1f s", timeout)
+            return False
+        return True
 
     # --- endpoint bodies (on connection threads) ---
 

@@ -10,7 +10,7 @@ their fields means bumping ``ALERT_SCHEMA_VERSION``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -86,6 +86,8 @@ class StoreFrame(msgspec.Struct, frozen=True):
     frame: Frame
     frame_key: str | None
     alert: Alert | None = None
+    jpeg: bytes | None = None  # already encoded (by a remote backend): not encoded again
+    frame_stored: bool = False  # ``frame_key`` was already stored (a remote backend's presigned URL points at it)
 
 
 WriterMsg = StoreFrame

@@ -6,31 +6,39 @@ snapshot, not just at rest::
     sampled  = skipped + inferred + failed + in_flight      (per camera and in totals)
     inferred = with_detections + without_detections
 
-``in_flight`` is derived (frames handed to inference minus those finished), never counted separately, so it cannot
-drift. Rates are measured over a real window (counter deltas between two snapshots divided by the monotonic time
+Each term is its own counter: a sample is counted once (sent or skipped), ``in_flight`` goes up when a sample is sent
+and down when its frame is inferred or failed. So the equations are a check, not an identity: a frame counted failed
+twice leaves ``in_flight`` at -1, and ``conservation_errors`` (every counter non-negative, both equations, nothing in
+flight once stopped) says so. Rates are measured over a real window (counter deltas between two snapshots divided by the monotonic time
 between them), not derived from latencies as the old system did.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import msgspec
+import psutil
+
+log = logging.getLogger(__name__)
 
 
 class _Camera:
     """Mutable per-camera counters; only touched under ``Metrics._lock``."""
 
     __slots__ = (
-        "sampled", "skipped", "sent", "inferred", "failed", "with_detections", "without_detections",
+        "sampled", "skipped", "sent", "in_flight", "inferred", "failed", "with_detections", "without_detections",
         "alerts", "stored", "store_failed", "opens", "open_failures", "stalls", "state", "last_error",
         "last_frame_mono",
     )
 
     def __init__(self) -> None:
-        self.sampled = self.skipped = self.sent = self.inferred = self.failed = 0
+        self.sampled = self.skipped = self.sent = self.in_flight = self.inferred = self.failed = 0
         self.with_detections = self.without_detections = self.alerts = 0
         self.stored = self.store_failed = 0
         self.opens = self.open_failures = self.stalls = 0
@@ -143,12 +151,15 @@ class Snapshot(msgspec.Struct, frozen=True):
 class _Window:
     """Where one reader's previous snapshot left the counters: rates are deltas since then."""
 
-    __slots__ = ("start", "busy", "counts")
+    __slots__ = ("start", "busy", "counts", "rates", "busy_rate", "elapsed")
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.busy = 0.0
         self.counts: dict[str, tuple[int, int, int]] = {}  # task -> (sampled, sent, inferred)
+        self.rates: dict[str, tuple[float, float, float, float]] = {}  # the last window's rates and share per task
+        self.busy_rate = 0.0
+        self.elapsed = 0.0
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -163,6 +174,7 @@ class Metrics:
 
     def __init__(self, task_ids: list[str] = ()) -> None:  # type: ignore[assignment]
         self._lock = threading.Lock()
+        self._observers: list[Callable[[str, float, float], None]] = []
         self._cams: dict[str, _Camera] = {t: _Camera() for t in task_ids}
         self._latency_ms: deque[float] = deque(maxlen=2048)
         self._age_ms: deque[float] = deque(maxlen=2048)
@@ -197,6 +209,7 @@ class Metrics:
             cam.sampled += 1
             if sent:
                 cam.sent += 1
+                cam.in_flight += 1
             else:
                 cam.skipped += 1
             cam.last_frame_mono = time.monotonic()
@@ -218,10 +231,16 @@ class Metrics:
 
     # --- inference side ---
 
+    def observe_inferred(self, callback: Callable[[str, float, float], None]) -> None:
+        """Call ``callback(task_id, age_ms, latency_ms)`` after each frame is counted inferred, on the inference
+        thread (the benchmarks record every frame's age this way); keep it cheap."""
+        self._observers.append(callback)
+
     def inferred(self, task_id: str, *, detections: bool, latency_ms: float, age_ms: float) -> None:
         with self._lock:
             cam = self._cam(task_id)
             cam.inferred += 1
+            cam.in_flight -= 1
             if detections:
                 cam.with_detections += 1
             else:
@@ -230,10 +249,14 @@ class Metrics:
             self._age_ms.append(age_ms)
             self._max_ms = max(self._max_ms, latency_ms)
             self._busy_sec += latency_ms / 1000
+        for observe in self._observers:
+            observe(task_id, age_ms, latency_ms)
 
     def failed(self, task_id: str, reason: str, latency_ms: float = 0.0) -> None:
         with self._lock:
-            self._cam(task_id).failed += 1
+            cam = self._cam(task_id)
+            cam.failed += 1
+            cam.in_flight -= 1
             self._failure_reasons[reason] = self._failure_reasons.get(reason, 0) + 1
             self._busy_sec += latency_ms / 1000
 
@@ -244,7 +267,7 @@ class Metrics:
 
     def in_flight(self) -> int:
         with self._lock:
-            return sum(c.sent - c.inferred - c.failed for c in self._cams.values())
+            return sum(c.in_flight for c in self._cams.values())
 
     # --- storage and alerts ---
 
@@ -286,31 +309,45 @@ class Metrics:
         restarts: dict[str, int],
         services: dict[str, ServiceStats] | None = None,
         window: str = "stats",
+        keep_rates: bool = False,
     ) -> Snapshot:
-        """Copy every counter under the lock; rates cover the time since this ``window``'s previous snapshot."""
+        """Copy every counter under the lock; rates cover the time since this ``window``'s previous snapshot.
+
+        ``keep_rates``: repeat the rates of that window's previous snapshot instead (the final snapshot after a stop
+        shows what the system did while running, not the zeros of the last half second)."""
         now = time.monotonic()
         with self._lock:
             w = self._window(window)
-            elapsed = max(now - w.start, 1e-9)
-            busy = (self._busy_sec - w.busy) / elapsed / max(slots, 1)
+            if keep_rates:
+                elapsed, busy = w.elapsed or 1e-9, w.busy_rate
+            else:
+                elapsed = max(now - w.start, 1e-9)
+                busy = (self._busy_sec - w.busy) / elapsed / max(slots, 1)
             cameras: dict[str, CameraStats] = {}
             window_inferred = {t: c.inferred - w.counts.get(t, (0, 0, 0))[2] for t, c in self._cams.items()}
             total_window_inferred = sum(window_inferred.values())
             for task_id, c in self._cams.items():
                 prev = w.counts.get(task_id, (0, 0, 0))
+                if keep_rates:
+                    rates = w.rates.get(task_id, (0.0, 0.0, 0.0, 0.0))
+                else:
+                    rates = (
+                        round((c.sampled - prev[0]) / elapsed, 2), round((c.sent - prev[1]) / elapsed, 2),
+                        round((c.inferred - prev[2]) / elapsed, 2),
+                        round(window_inferred[task_id] / total_window_inferred, 4) if total_window_inferred else 0.0,
+                    )
+                    w.rates[task_id] = rates
                 cameras[task_id] = CameraStats(
                     sampled=c.sampled, skipped=c.skipped, inferred=c.inferred, failed=c.failed,
-                    in_flight=c.sent - c.inferred - c.failed, with_detections=c.with_detections,
+                    in_flight=c.in_flight, with_detections=c.with_detections,
                     without_detections=c.without_detections, alerts=c.alerts, stored=c.stored,
                     store_failed=c.store_failed, state=c.state, opens=c.opens, open_failures=c.open_failures,
                     stalls=c.stalls, last_error=c.last_error,
                     last_frame_sec=round(now - c.last_frame_mono, 2) if c.last_frame_mono else None,
-                    sampled_per_s=round((c.sampled - prev[0]) / elapsed, 2),
-                    extracted_per_s=round((c.sent - prev[1]) / elapsed, 2),
-                    inferred_per_s=round((c.inferred - prev[2]) / elapsed, 2),
-                    share=round(window_inferred[task_id] / total_window_inferred, 4) if total_window_inferred else 0.0,
+                    sampled_per_s=rates[0], extracted_per_s=rates[1], inferred_per_s=rates[2], share=rates[3],
                 )
-                w.counts[task_id] = (c.sampled, c.sent, c.inferred)
+                if not keep_rates:
+                    w.counts[task_id] = (c.sampled, c.sent, c.inferred)
             latencies = list(self._latency_ms)
             ages = list(self._age_ms)
             inference = InferenceStats(
@@ -327,8 +364,8 @@ class Metrics:
                 emitted=self.alerts_emitted, written=self.alerts_written, dropped=self.alerts_dropped,
                 batch_queue=alert_queue, spooled=spooled,
             )
-            w.start = now
-            w.busy = self._busy_sec
+            if not keep_rates:
+                w.start, w.busy, w.busy_rate, w.elapsed = now, self._busy_sec, busy, elapsed
         cams = cameras.values()
         finished = sum(c.inferred + c.failed for c in cams)
         totals = Totals(
@@ -357,3 +394,60 @@ class Metrics:
             restarts=restarts,
             services=services or {},
         )
+
+
+def conservation_errors(snap: Snapshot, *, at_rest: bool = False) -> list[str]:
+    """What breaks the equations in ``snap`` (empty when they hold), per camera and in the totals.
+
+    Checks, each against counters kept independently: every counter is non-negative; ``sampled = skipped + inferred +
+    failed + in_flight``; ``inferred = with_detections + without_detections``; the totals are the cameras' sums; and
+    ``at_rest`` (after a stop) nothing is in flight."""
+    errors: list[str] = []
+    fields = ("sampled", "skipped", "inferred", "failed", "in_flight", "with_detections", "without_detections")
+    for name, c in [*snap.cameras.items(), ("totals", snap.totals)]:
+        values = {f: getattr(c, f) for f in fields}
+        negative = [f"{f}={v}" for f, v in values.items() if v < 0]
+        if negative:
+            errors.append(f"{name}: negative {', '.join(negative)}")
+        if c.sampled != c.skipped + c.inferred + c.failed + c.in_flight:
+            errors.append(f"{name}: sampled {c.sampled} != skipped {c.skipped} + inferred {c.inferred} + failed "
+                          f"{c.failed} + in_flight {c.in_flight}")
+        if c.inferred != c.with_detections + c.without_detections:
+            errors.append(f"{name}: inferred {c.inferred} != with {c.with_detections} + without "
+                          f"{c.without_detections}")
+        if at_rest and c.in_flight != 0:
+            errors.append(f"{name}: {c.in_flight} frames still in flight after the stop")
+    for f in fields:
+        total = sum(getattr(c, f) for c in snap.cameras.values())
+        if total != getattr(snap.totals, f):
+            errors.append(f"totals: {f} {getattr(snap.totals, f)} != the cameras' sum {total}")
+    return errors
+
+
+def process_stats(proc: psutil.Process) -> ProcessStats:
+    with proc.oneshot():
+        return ProcessStats(
+            rss_mb=round(proc.memory_info().rss / 2**20, 1),
+            threads=proc.num_threads(),
+            open_fds=proc.num_fds(),
+            cpu_percent=proc.cpu_percent(None),
+        )
+
+
+def write_snapshot(path: str | os.PathLike[str], snap: Snapshot) -> bool:
+    """Replace the stats file atomically (temp file, rename); False (logged) if the disk refuses."""
+    target = os.fspath(path)
+    tmp = target + ".tmp"
+    try:
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(msgspec.json.format(msgspec.json.encode(snap), indent=2))
+        os.replace(tmp, target)
+    except OSError as exc:
+        log.warning("cannot write stats to %s: %s", target, exc.strerror)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    return True

@@ -4,8 +4,9 @@ pykka has no timers and an actor's inbox ``get()`` has no timeout, so periodic w
 retention sweeps, source reopen after a backoff) is a message that this thread ``tell``s on time. An actor never
 sleeps to wait for something, so its mailbox stays responsive.
 
-The supervisor owns the ``Timers`` and stops it last. A target that has died is skipped and its periodic timer
-dropped; nothing here raises into the caller.
+The supervision tree owns the ``Timers`` (a child of stage ``timers``: started first, stopped last); it is its only
+owner. A target is anything with ``tell`` (an actor ref or a ``Link``); one that has stopped for good raises
+``ActorDeadError`` and its periodic timer is dropped; nothing here raises into the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from typing import Any
 
 import pykka
+
+from .supervision import Ready
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +37,20 @@ class TimerHandle:
 
 class Timers:
     def __init__(self, name: str = "timers") -> None:
-        self._heap: list[tuple[float, int, float | None, pykka.ActorRef[Any], Any, TimerHandle]] = []
+        self._heap: list[tuple[float, int, float | None, Any, Any, TimerHandle]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=False)
+        self.ready = Ready()
 
-    def start(self) -> None:
+    def start(self) -> Timers:
         self._thread.start()
+        self.ready.set()
+        return self
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop delivering; returns False if the thread did not end within ``timeout``."""
@@ -52,13 +61,13 @@ class Timers:
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def send_after(self, delay_sec: float, ref: pykka.ActorRef[Any], message: Any) -> TimerHandle:
+    def send_after(self, delay_sec: float, ref: Any, message: Any) -> TimerHandle:
         return self._schedule(delay_sec, None, ref, message)
 
-    def send_every(self, period_sec: float, ref: pykka.ActorRef[Any], message: Any) -> TimerHandle:
+    def send_every(self, period_sec: float, ref: Any, message: Any) -> TimerHandle:
         return self._schedule(period_sec, period_sec, ref, message)
 
-    def _schedule(self, delay: float, period: float | None, ref: pykka.ActorRef[Any], message: Any) -> TimerHandle:
+    def _schedule(self, delay: float, period: float | None, ref: Any, message: Any) -> TimerHandle:
         handle = TimerHandle()
         with self._cond:
             heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), period, ref, message, handle))
@@ -92,3 +101,5 @@ class Timers:
                 ref.tell(message)
             except pykka.ActorDeadError:
                 handle.cancel()
+            except Exception:  # a target's bug must not stop every other timer
+                log.exception("timers: delivering %s failed", type(message).__name__)

@@ -13,6 +13,7 @@ the supervisor restarts it with a fresh detector.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Protocol
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..core.config import DetectorConf, resolve_asset
 from ..core.messages import Detection
+from ..core.supervision import StartError
 
 
 class Detector(Protocol):
@@ -37,8 +39,19 @@ class SsdliteDetector:
     _INPUT = (300, 300)
 
     def __init__(self, model: str, model_config: str, *, threshold: float = 0.5, threads: int = 1) -> None:
+        """Raises ``StartError`` naming ``detector.model`` / ``detector.model_config`` when a file cannot be loaded."""
         cv2.setNumThreads(threads)
-        self._net = cv2.dnn.readNetFromTensorflow(resolve_asset(model), resolve_asset(model_config))
+        paths = {"detector.model": resolve_asset(model), "detector.model_config": resolve_asset(model_config)}
+        for setting, path in paths.items():
+            if not os.path.isfile(path):
+                raise StartError(setting, f"no such file: {path}")
+        try:
+            self._net = cv2.dnn.readNetFromTensorflow(paths["detector.model"], paths["detector.model_config"])
+        except cv2.error as exc:
+            # OpenCV's message is a multi-line report; its last non-empty line says what failed.
+            reason = [line for line in str(exc).splitlines() if line.strip()][-1:] or ["cv2.error"]
+            raise StartError("detector.model", f"cannot load {model!r} with {model_config!r}: "
+                                               f"{reason[0].strip()}") from None
         self._threshold = threshold
 
     def detect(self, image: np.ndarray) -> list[Detection]:

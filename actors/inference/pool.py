@@ -19,9 +19,9 @@ from typing import Any
 
 import pykka
 
-from ..inference.registry import Health
 from ..core.messages import Frame
 from ..core.metrics import Metrics
+from ..inference.registry import Health
 
 
 class _Slot:

@@ -32,15 +32,15 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlencode
 
-import cv2
 import msgspec
 import urllib3
 
+from ..analytics.rules import Decision
+from ..core.messages import Detection, Frame
 from ..inference.registry import ServiceInfo
 from ..inference.slot import BackendUnavailable, Inferred, TaskRoute
-from ..core.messages import Detection, Frame
-from ..analytics.rules import Decision
 from ..storage.store import StoreError
+from ..storage.writer import ObjectWriter, encode_jpeg
 
 INFLIGHT_PREFIX = "inflight/"
 
@@ -119,14 +119,16 @@ def _read_box(raw: Any, width: int, height: int) -> tuple[int, int, int, int] | 
     return int(x1), int(y1), int(x2), int(y2)
 
 
-def decide(response: WireResponse, frame: Frame, route: TaskRoute) -> Inferred:
+def decide(response: WireResponse, frame: Frame, route: TaskRoute, jpeg: bytes | None = None,
+           frame_stored: bool = False) -> Inferred:
     h, w = frame.image.shape[:2]
     count = read_count(response.result)
     detections, boxed = read_detections(response.result, w, h)
     if route.rule is not None and detections and boxed:
-        return Inferred(decision=route.rule.evaluate(detections, w, h), detected=True)
+        return Inferred(decision=route.rule.evaluate(detections, w, h), detected=True, jpeg=jpeg,
+                        frame_stored=frame_stored)
     decision = Decision(alert=count > 0, rule="count>0", counts={"count": count}, detections=detections)
-    return Inferred(decision=decision, detected=count > 0 or bool(detections))
+    return Inferred(decision=decision, detected=count > 0 or bool(detections), jpeg=jpeg, frame_stored=frame_stored)
 
 
 # --- where a service fetches the frame from (mode "url") ----------------------------------------------------------
@@ -135,7 +137,7 @@ def decide(response: WireResponse, frame: Frame, route: TaskRoute) -> Inferred:
 class ImageLink(NamedTuple):
     url: str
     image_path: str
-    stored: bool  # put under the frame's storage key (the writer puts the same bytes again and indexes it)
+    stored: bool  # put under the frame's storage key and indexed: the writer does not put it again
     token: str = ""  # an in-memory frame to forget when the call ends
 
 
@@ -174,23 +176,25 @@ class InflightImages:
 
 
 class PresignedImages:
-    """MinIO storage: the frame is put under its own key (it was going to be stored there anyway; the writer's later
-    put of the same bytes is what retention indexes) and presigned. A task that stores no plain frames
-    (``save_only_with_detection``), or a failed put, falls back to the in-memory URL."""
+    """MinIO storage: the frame is stored under its own key (it was going to be stored there anyway) through the
+    writer's ``ObjectWriter``, so it is indexed by retention like any other, and presigned; the writer does not store
+    it again. A task that stores no plain frames (``save_only_with_detection``), or a failed put, falls back to the
+    in-memory URL."""
 
-    def __init__(self, store: Any, fallback: InflightImages, expires_sec: float = 300.0) -> None:
-        self._store = store  # a Store with presigned_url(key, expires_sec)
+    def __init__(self, objects: ObjectWriter, fallback: InflightImages, expires_sec: float = 300.0) -> None:
+        self._objects = objects  # its store has presigned_url(key, expires_sec)
         self._fallback = fallback
         self._expires = expires_sec
 
     def publish(self, frame: Frame, route: TaskRoute, jpeg: bytes) -> ImageLink:
         key = route.frame_key(frame)
-        if key is not None:
+        if key is not None and route.frame_prefix is not None \
+                and self._objects.put(frame.task_id, route.frame_prefix, key, jpeg):
             try:
-                self._store.put(key, jpeg)
-                return ImageLink(url=self._store.presigned_url(key, self._expires), image_path=key, stored=True)
+                url = self._objects.store.presigned_url(key, self._expires)  # type: ignore[attr-defined]
+                return ImageLink(url=url, image_path=key, stored=True)
             except StoreError:
-                pass
+                pass  # stored and indexed all the same; the service gets the in-memory URL
         return self._fallback.publish(frame, route, jpeg)
 
     def release(self, link: ImageLink) -> None:
@@ -208,23 +212,22 @@ class RemoteBackend:
         self.name = f"remote:{info.name}"
         self._info = info
         self._links = links
-        self._params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+        self._quality = jpeg_quality
         self._http = urllib3.PoolManager(
             num_pools=1, maxsize=1, retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout_sec, total=timeout_sec),
         )
 
     def infer(self, frame: Frame, route: TaskRoute) -> Inferred:
-        ok, encoded = cv2.imencode(".jpg", frame.image, self._params)
-        if not ok:
+        jpeg = encode_jpeg(frame.image, self._quality)
+        if jpeg is None:
             raise BackendUnavailable("cannot encode the frame as JPEG")
-        jpeg = encoded.tobytes()
         if self._info.mode == "inline":
             fields = {"task_id": frame.task_id, "task_type": frame.task_type,
                       "image_path": route.frame_key(frame) or "",
                       "algo_config": _ENCODER.encode(route.algo_config).decode()}
             data = self._post(f"{self._info.endpoint}?{urlencode(fields)}", jpeg, "image/jpeg")
-            return decide(data, frame, route)
+            return decide(data, frame, route, jpeg)
         link = self._links.publish(frame, route, jpeg)
         try:
             body = _ENCODER.encode(WireRequest(image_url=link.url, task_id=frame.task_id, task_type=frame.task_type,
@@ -232,7 +235,7 @@ class RemoteBackend:
             data = self._post(self._info.endpoint, body, "application/json")
         finally:
             self._links.release(link)
-        return decide(data, frame, route)
+        return decide(data, frame, route, jpeg, frame_stored=link.stored)
 
     def _post(self, url: str, body: bytes, content_type: str) -> WireResponse:
         try:

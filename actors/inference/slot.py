@@ -5,8 +5,9 @@ detector and applies the task type's rule; the remote one calls an algorithm ser
 count the result, free the slot, then hand the frame to the writer (to store it, and with the alert if the rule
 fired). Storage and alert delivery happen off this thread, so a slow disk or broker never slows inference.
 
-Thread: all hooks run on the actor's own thread, ``inference:<slot>``; the backend is created in ``on_start`` on that
-thread and closed in ``on_stop``/``on_failure``.
+Thread: all hooks run on the actor's own thread, ``inference:<slot>``; the backend is created in ``setup`` on that
+thread (a detector that cannot load fails the slot's start: ``StartError`` naming ``detector.model``) and closed in
+``on_stop``/``on_failure``.
 
 Failures:
 
@@ -22,21 +23,20 @@ Failures:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
-import pykka
 
-from ..inference.registry import Health
-from ..inference.detectors import Detector
+from ..analytics.rules import Decision, Rule
 from ..core.messages import Alert, Frame, StoreFrame
 from ..core.metrics import Metrics
+from ..core.supervision import ChildActor, Link
+from ..inference.detectors import Detector
 from ..inference.pool import InferencePool
-from ..analytics.rules import Decision, Rule
+from ..inference.registry import Health
 from ..storage.store import frame_key
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class Inferred(msgspec.Struct, frozen=True):
 
     decision: Decision
     detected: bool  # anything detected at all (the ``with_detections`` counter), whether or not it alerts
+    jpeg: bytes | None = None  # the frame as encoded for a remote service: the writer stores these bytes
+    frame_stored: bool = False  # the frame is already stored under its key (and indexed): a presigned URL points at it
 
 
 class BackendUnavailable(Exception):
@@ -124,7 +126,7 @@ def make_alert(frame: Frame, decision: Decision, *, image_key: str, inference_ms
     )
 
 
-class InferenceActor(pykka.ThreadingActor):
+class InferenceActor(ChildActor):
     def __init__(
         self,
         *,
@@ -133,10 +135,12 @@ class InferenceActor(pykka.ThreadingActor):
         health: Health,
         routes: Mapping[str, TaskRoute],
         pool: InferencePool,
-        writer: pykka.ActorRef[Any],
+        writer: Link,
         metrics: Metrics,
+        **child: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**child)
+        self.thread_name = f"inference:{slot}"
         self.slot = slot
         self._backend_factory = backend_factory
         self._health = health
@@ -146,8 +150,7 @@ class InferenceActor(pykka.ThreadingActor):
         self._metrics = metrics
         self._backend: Backend | None = None
 
-    def on_start(self) -> None:
-        threading.current_thread().name = f"inference:{self.slot}"
+    def setup(self) -> None:
         self._backend = self._backend_factory()
 
     def on_stop(self) -> None:
@@ -155,19 +158,17 @@ class InferenceActor(pykka.ThreadingActor):
         # stop() is queued behind the frames sent before it; a frame retried here after it would be dropped.
         self._account_unprocessed("inference actor stopped")
 
-    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def on_crash(self, exc: BaseException) -> None:
         self._close_backend()
         self._account_unprocessed("inference actor crashed")
 
     def _account_unprocessed(self, reason: str) -> None:
-        """pykka drops what is left in a stopping actor's mailbox silently: count each frame failed instead."""
-        lost = 0
-        while not self.actor_inbox.empty():
-            message = self.actor_inbox.get_nowait().message
-            if isinstance(message, Frame):
-                self._metrics.failed(message.task_id, reason)
-                lost += 1
-        self._pool.done(self.slot, lost)
+        """pykka drops what is left in a stopping actor's mailbox silently: count each frame failed instead (pykka's
+        own envelopes stay, so a second ``stop()`` is answered)."""
+        lost = self.unread(lambda m: isinstance(m, Frame))
+        for frame in lost:
+            self._metrics.failed(frame.task_id, reason)
+        self._pool.done(self.slot, len(lost))
 
     def on_receive(self, message: Any) -> None:
         match message:
@@ -221,8 +222,9 @@ class InferenceActor(pykka.ThreadingActor):
             )
             self._metrics.alert_emitted(frame.task_id)
         key = route.frame_key(frame)
-        if alert is not None or key is not None:
-            self._writer.tell(StoreFrame(frame=frame, frame_key=key, alert=alert))
+        if alert is not None or (key is not None and not result.frame_stored):
+            self._writer.tell(StoreFrame(frame=frame, frame_key=key, alert=alert, jpeg=result.jpeg,
+                                         frame_stored=result.frame_stored))
 
     def _move(self, frame: Frame, reason: str, elapsed_ms: float) -> None:
         """This backend could not infer ``frame``: retry it once on another group's slot, else count it failed."""

@@ -21,7 +21,6 @@ The ``unbounded`` policy (benchmark baseline: the old system) makes every ``take
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 import msgspec

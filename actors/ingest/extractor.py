@@ -16,25 +16,23 @@ Anything else raised is a crash: the actor stops and the supervisor restarts it 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import pykka
-
-from ..ingest.backpressure import Valve
+from ..core.logstate import StateLog
 from ..core.messages import Frame, Pump, Reopen
 from ..core.metrics import Metrics
-from ..inference.pool import InferencePool
-from ..ingest.sources import FrameSource, SourceEnded, SourceError, SourceStalled
-from ..core.supervision import Backoff
+from ..core.supervision import Backoff, ChildActor
 from ..core.timers import Timers
+from ..inference.pool import InferencePool
+from ..ingest.backpressure import Valve
+from ..ingest.sources import FrameSource, SourceEnded, SourceError, SourceStalled
 
 log = logging.getLogger(__name__)
 
 
-class ExtractorActor(pykka.ThreadingActor):
+class ExtractorActor(ChildActor):
     def __init__(
         self,
         *,
@@ -48,8 +46,10 @@ class ExtractorActor(pykka.ThreadingActor):
         timers: Timers,
         backoff: Backoff,
         stall_timeout_sec: float,
+        **child: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**child)
+        self.thread_name = f"extractor:{task_id}"
         self.task_id = task_id
         self.task_type = task_type
         self.interval = interval_sec
@@ -65,18 +65,20 @@ class ExtractorActor(pykka.ThreadingActor):
         self._pending = False  # a sample is due and waits for a credit (until the next one is due)
         self._last_frame = 0.0
         self._seq = 0
+        # A dead camera is retried for months: log its failures as states (once, reminders, back up), not per retry.
+        self._state = StateLog(log, f"extractor {task_id}", level=logging.WARNING)
+        self._decoding = StateLog(log, f"extractor {task_id}: decoding", level=logging.WARNING)
 
     # --- lifecycle ---
 
-    def on_start(self) -> None:
-        threading.current_thread().name = f"extractor:{self.task_id}"
+    def setup(self) -> None:
         self._open(attempt=0)
 
     def on_stop(self) -> None:
         self._close()
         self._metrics.source_state(self.task_id, "stopped")
 
-    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def on_crash(self, exc: BaseException) -> None:
         self._close()
         self._metrics.source_state(self.task_id, "crashed", f"{type(exc).__name__}: {exc}")
 
@@ -93,11 +95,13 @@ class ExtractorActor(pykka.ThreadingActor):
 
     def _open(self, attempt: int) -> None:
         self._close()
-        source = self._source_factory()
+        source: FrameSource | None = None
         try:
+            source = self._source_factory()
             source.open()
         except SourceError as exc:
-            source.close()
+            if source is not None:
+                source.close()
             self._metrics.source_state(self.task_id, "backoff", str(exc), open_failed=True)
             self._retry_later(str(exc), attempt)
             return
@@ -107,13 +111,14 @@ class ExtractorActor(pykka.ThreadingActor):
         self._pending = False
         self._valve.due(time.monotonic())
         self._metrics.source_state(self.task_id, "running", opened=True)
-        log.info("extractor %s: opened %s", self.task_id, source.url)
+        if not self._state.up(f"opened {source.url}"):
+            log.info("extractor %s: opened %s", self.task_id, source.url)
         self.actor_ref.tell(Pump())
 
     def _retry_later(self, reason: str, attempt: int) -> None:
         self._valve.idle()
         delay = self._backoff.next_delay()
-        log.warning("extractor %s: %s; retrying in %.1f s", self.task_id, reason, delay)
+        self._state.down(f"{reason}; retrying in {delay:.1f} s")
         self._timers.send_after(delay, self.actor_ref, Reopen(attempt=attempt + 1))
 
     def _close(self) -> None:
@@ -166,8 +171,9 @@ class ExtractorActor(pykka.ThreadingActor):
         except SourceError as exc:
             self._valve.handed_over()
             self._metrics.failed(self.task_id, "decode error")
-            log.warning("extractor %s: %s", self.task_id, exc)
+            self._decoding.down(str(exc))
             return
+        self._decoding.up()
         self._seq += 1
         wall = time.time() - (time.monotonic() - ts)
         frame = Frame(

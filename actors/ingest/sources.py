@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.parse
 from typing import Protocol
 
 import cv2
 import numpy as np
 
 from ..core.config import resolve_asset
+from ..core.urls import is_live, parse_synthetic
 
 # TCP for RTSP (no UDP loss on a busy box) and a small probe: open time 1.1 s -> 60 ms (measured, see FACTS).
 _FFMPEG_CAPTURE_OPTIONS = "rtsp_transport;tcp|probesize;32768"
@@ -88,7 +88,7 @@ class CaptureSource:
         realtime: bool = True,
     ) -> None:
         self.url = url
-        self.live = url.startswith(("rtsp://", "rtsps://", "rtmp://", "http://", "https://"))
+        self.live = is_live(url)
         self._open_timeout_ms = open_timeout_ms
         self._read_timeout_ms = read_timeout_ms
         self._loop = loop
@@ -163,22 +163,20 @@ class SyntheticSource:
 
     def __init__(self, url: str, *, realtime: bool = True) -> None:
         self.url = url
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
         try:
-            self.width = int(query.get("width", 640))
-            self.height = int(query.get("height", 360))
-            self.fps = float(query.get("fps", 25))
-            self.shapes = int(query.get("shapes", 3))
+            params = parse_synthetic(url)
         except ValueError as exc:
-            raise SourceError(f"bad synthetic source {url!r}: {exc}") from None
-        if not (16 <= self.width <= 8192 and 16 <= self.height <= 8192 and 0 < self.fps <= 1000):
-            raise SourceError(f"bad synthetic source {url!r}: size 16..8192 px, fps 0..1000")
+            raise SourceError(str(exc)) from None
+        self.width, self.height, self.fps, self.shapes = params.width, params.height, params.fps, params.shapes
+        self._fail_open = params.fail_open
         self._realtime = realtime
         self._pacer: _Pacer | None = None
         self._n = 0
         self._open = False
 
     def open(self) -> None:
+        if self._fail_open:
+            raise SourceError(f"cannot open {self.url} (fail_open)")
         self._pacer = _Pacer(self.fps) if self._realtime else None
         self._open = True
 

@@ -13,22 +13,25 @@ Deletes that fail are retried on the next sweep, counted, and never forgotten.
 Thread: ``retention``. When the start-up listing of a prefix fails (storage unreachable), retention bounds what this
 run stores and lists that prefix again on each sweep until the listing succeeds once; the keys it indexed meanwhile
 are merged in, so the surplus left by an earlier run is still deleted. After that, that prefix is never listed again.
+
+While storage is down, listing and deleting fail on every sweep: each is logged as a state (``StateLog``), once when
+it starts failing, as a reminder every few minutes, once when it works again; the attempts in between go to DEBUG.
 """
 
 from __future__ import annotations
 
 import calendar
 import logging
-import threading
 import time
 from collections import deque
 from typing import Any
 
 import msgspec
-import pykka
 
+from ..core.logstate import StateLog
 from ..core.messages import RetentionStatsRequest, Stored, Sweep
 from ..core.metrics import Metrics
+from ..core.supervision import ChildActor
 from ..storage.store import Store, StoreError, utc_stamp
 
 log = logging.getLogger(__name__)
@@ -63,9 +66,11 @@ class RetentionStats(msgspec.Struct, frozen=True):
     unlisted: int = 0  # prefixes whose start-up listing has not succeeded yet
 
 
-class RetentionActor(pykka.ThreadingActor):
-    def __init__(self, *, store: Store, bounds: list[Bound], metrics: Metrics) -> None:
-        super().__init__()
+class RetentionActor(ChildActor):
+    thread_name = "retention"
+
+    def __init__(self, *, store: Store, bounds: list[Bound], metrics: Metrics, **child: Any) -> None:
+        super().__init__(**child)
         self._store = store
         self._bounds = {b.prefix: b for b in bounds}
         self._index: dict[str, deque[str]] = {b.prefix: deque() for b in bounds}
@@ -78,16 +83,22 @@ class RetentionActor(pykka.ThreadingActor):
         self.deleted = 0
         self.delete_failures = 0
         self.listings = 0
+        self._listing = StateLog(log, "retention: start-up listing")
+        self._deleting = StateLog(log, "retention: deletes", level=logging.WARNING)
 
-    def on_start(self) -> None:
-        threading.current_thread().name = "retention"
+    def setup(self) -> None:
         for prefix in self._index:
             if not self._rebuild(prefix):
                 self._unlisted.append(prefix)
         if self._unlisted:
-            log.error("retention: cannot list %d prefixes at start; bounding only what this run stores, and listing "
-                      "them again once storage answers", len(self._unlisted))
+            self._listing.down(f"cannot list {len(self._unlisted)} prefixes; bounding only what this run stores, and "
+                               "listing them again once storage answers", kind="unlisted")
         self._flush()
+
+    def on_crash(self, exc: BaseException) -> None:
+        # The index dies with this incarnation; the next one rebuilds it with one listing (which finds every key
+        # stored meanwhile) and gets the ``Stored`` messages this one had not read.
+        self.requeue_unread()
 
     def on_stop(self) -> None:
         self._flush()
@@ -183,23 +194,34 @@ class RetentionActor(pykka.ThreadingActor):
         """The start-up listings that failed, tried again (one sweep at a time) until each succeeds once."""
         for prefix in list(self._unlisted):
             if not self._rebuild(prefix):
+                self._listing.down(f"{len(self._unlisted)} prefixes still unlisted", kind="unlisted")
                 return  # storage still down: the other prefixes wait for the next sweep
             self._unlisted.remove(prefix)
-            log.info("retention: %s listed now that storage answers; %d keys indexed", prefix, len(self._index[prefix]))
+            log.debug("retention: %s listed now that storage answers; %d keys indexed", prefix, len(self._index[prefix]))
+        self._listing.up(f"every prefix listed; {sum(len(q) for q in self._index.values())} keys indexed")
 
     def _task_total(self, task_id: str) -> int:
         return sum(len(self._index[p]) for p, b in self._bounds.items() if b.task_id == task_id)
 
     def _flush(self) -> None:
+        if not self._pending:
+            return
+        error, kind = "", "refused"  # the last exception, if a batch raised one; else the store refused some keys
+        attempted, retry_before = len(self._pending), len(self._retry)
         while self._pending:
             batch, self._pending = self._pending[:DELETE_BATCH], self._pending[DELETE_BATCH:]
             try:
                 failed = self._store.delete_many(batch)
             except StoreError as exc:
-                log.warning("retention: delete batch failed (%s); will retry", exc)
-                failed = batch
+                error, kind, failed = f" ({exc})", type(exc).__name__, batch
             self.deleted += len(batch) - len(failed)
             log.debug("retention: deleted %d objects", len(batch) - len(failed))
             if failed:
                 self.delete_failures += len(failed)
                 self._retry.extend(failed)
+        failed_now = len(self._retry) - retry_before
+        if failed_now:  # one state update per flush (a sweep), however many batches it took
+            self._deleting.down(f"{failed_now} of {attempted} objects not deleted{error}; retrying on each sweep",
+                                kind=kind)
+        else:
+            self._deleting.up(f"{self.deleted} deleted so far")

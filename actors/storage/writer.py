@@ -1,65 +1,116 @@
 """Frame writer actor: encodes inferred frames to JPEG and puts them in storage, off the inference threads.
 
-Messages: ``StoreFrame`` (from inference actors). Emits ``Stored`` to the retention actor for every object written,
-and the alert (if any) to the alert actor, with ``image_stored`` telling whether its image made it.
+Messages: ``StoreFrame`` (from inference actors). Every object goes through ``ObjectWriter.put``, the only code that
+puts into storage: it stores the object and tells the retention actor (``Stored``), so every object framewatch
+stores is in the retention index, whoever stored it. A frame is encoded once: a remote backend that already encoded
+(and, for a presigned URL, stored) it hands the JPEG along in ``StoreFrame.jpeg``. The alert (if any) then goes to
+the alert actor, with ``image_stored`` telling whether its image made it.
 
 Bounded: when more than ``max_backlog`` frames wait in the mailbox (storage slower than inference), a frame is not
 stored but counted (``store_failed``), and its alert still goes out, flagged. A storage error is handled the same
 way, so an unreachable MinIO never stops inference or alerts, and storing resumes by itself when it returns.
 
-Thread: ``writer``; the store is shared, thread-safe and owned by the supervisor.
+Thread: ``writer``; the store is shared and thread-safe. A crash (a bug, not a storage error) forwards the alert of
+the frame being written, unstored, and hands the unread mailbox to the writer's link: the next incarnation stores it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import msgspec
 import pykka
 
-from ..core.messages import StoreFrame, Stored
+from ..core.messages import Alert, Stored, StoreFrame
 from ..core.metrics import Metrics
-from ..storage.store import Store, StoreError
+from ..core.logstate import StateLog
+from ..core.supervision import ChildActor, Link
+from .store import Store, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from ..inference.slot import TaskRoute
 
 log = logging.getLogger(__name__)
 
 
-class FrameWriterActor(pykka.ThreadingActor):
+class ObjectWriter:
+    """Put an object and index it: one call, so nothing stored escapes retention. Thread-safe."""
+
+    def __init__(self, store: Store, retention: Link, metrics: Metrics) -> None:
+        self.store = store
+        self._retention = retention
+        self._metrics = metrics
+        # An unreachable store reports its own outage; what else makes a put fail (a refused write, a full disk) is
+        # reported here, once per change.
+        self._state = StateLog(log, "writer: storing (frames are counted as not stored until it works)")
+
+    def put(self, task_id: str, prefix: str, key: str, data: bytes) -> bool:
+        try:
+            self.store.put(key, data)
+        except StoreUnavailable:
+            self._metrics.store_failed(task_id)
+            return False
+        except StoreError as exc:
+            self._metrics.store_failed(task_id)
+            self._state.down(str(exc))
+            return False
+        self._state.up()
+        self._retention.tell(Stored(task_id=task_id, prefix=prefix, key=key))
+        return True
+
+
+def encode_jpeg(image: Any, quality: int) -> bytes | None:
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return jpeg.tobytes() if ok else None
+
+
+class FrameWriterActor(ChildActor):
+    thread_name = "writer"
+
     def __init__(
         self,
         *,
-        store: Store,
-        retention: pykka.ActorRef[Any],
-        alerts: pykka.ActorRef[Any],
+        objects: ObjectWriter,
+        alerts: Link,
         metrics: Metrics,
-        frame_prefixes: dict[str, str | None],
-        alert_prefixes: dict[str, str],
+        routes: Mapping[str, TaskRoute],
         jpeg_quality: int = 80,
         max_backlog: int = 64,
+        **child: Any,
     ) -> None:
-        super().__init__()
-        self._store = store
-        self._retention = retention
+        super().__init__(**child)
+        self._objects = objects
         self._alerts = alerts
         self._metrics = metrics
-        self._frame_prefixes = frame_prefixes
-        self._alert_prefixes = alert_prefixes
-        self._params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+        self._routes = routes
+        self._quality = jpeg_quality
         self._max_backlog = max_backlog
-        self._failing = False
-
-    def on_start(self) -> None:
-        threading.current_thread().name = "writer"
+        self._current: StoreFrame | None = None
 
     def on_receive(self, message: Any) -> None:
         match message:
             case StoreFrame():
+                self._current = message
                 self._write(message)
+                self._current = None
             case _:
                 log.warning("writer: unexpected message %r", type(message).__name__)
+
+    def on_crash(self, exc: BaseException) -> None:
+        current, self._current = self._current, None
+        if current is not None and current.alert is not None:
+            self._forward(msgspec.structs.replace(current.alert, image_stored=False))
+        self.requeue_unread()
+
+    def _forward(self, alert: Alert) -> None:
+        try:
+            self._alerts.tell(alert)
+        except pykka.ActorDeadError:  # the alert actor was given up: framewatch is escalating, count what it misses
+            self._metrics.alerts_lost(1)
+            log.error("writer: alert %s dropped: the alert actor is stopped", alert.id)
 
     def _write(self, msg: StoreFrame) -> None:
         task_id = msg.frame.task_id
@@ -69,34 +120,23 @@ class FrameWriterActor(pykka.ThreadingActor):
         else:
             stored = self._put_all(msg)
         if msg.alert is not None:
-            self._alerts.tell(msgspec.structs.replace(msg.alert, image_stored=stored))
+            self._forward(msgspec.structs.replace(msg.alert, image_stored=stored))
 
     def _put_all(self, msg: StoreFrame) -> bool:
-        """Put the frame under each of its keys; True when the last one (the alert image, if any) was stored."""
-        ok, jpeg = cv2.imencode(".jpg", msg.frame.image, self._params)
-        if not ok:
-            self._metrics.store_failed(msg.frame.task_id)
+        """Put the frame under each of its keys not stored yet; True when the last one (the alert image, if any) was
+        stored."""
+        task_id = msg.frame.task_id
+        route = self._routes[task_id]
+        data = msg.jpeg or encode_jpeg(msg.frame.image, self._quality)
+        if data is None:
+            self._metrics.store_failed(task_id)
             return False
-        data = jpeg.tobytes()
         targets = []
-        if msg.frame_key is not None:
-            targets.append((self._frame_prefixes[msg.frame.task_id], msg.frame_key))
+        if msg.frame_key is not None and not msg.frame_stored and route.frame_prefix is not None:
+            targets.append((route.frame_prefix, msg.frame_key))
         if msg.alert is not None and msg.alert.image_key is not None:
-            targets.append((self._alert_prefixes[msg.frame.task_id], msg.alert.image_key))
+            targets.append((route.alert_prefix, msg.alert.image_key))
         stored = True  # the last target is the alert image when there is an alert
         for prefix, key in targets:
-            try:
-                self._store.put(key, data)
-                stored = True
-            except StoreError as exc:
-                stored = False
-                self._metrics.store_failed(msg.frame.task_id)
-                if not self._failing:
-                    log.error("writer: storing failed, frames are counted as not stored until it recovers: %s", exc)
-                self._failing = True
-                continue
-            if self._failing:
-                log.info("writer: storing works again")
-                self._failing = False
-            self._retention.tell(Stored(task_id=msg.frame.task_id, prefix=prefix, key=key))  # type: ignore[arg-type]
+            stored = self._objects.put(task_id, prefix, key, data)
         return stored

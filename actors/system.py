@@ -1,0 +1,326 @@
+"""Wiring: the system a conf describes (one record per camera, the shared parts, every child's spec), and ``Running``.
+
+``System`` is built once from a ``Loaded`` conf, on the caller's thread, without I/O: cameras (``Camera``: the task's
+conf, its route, its valve, its retention bounds), the metrics, the pool, the registry, the links through which actors
+reach each other across restarts, and methods that return each child's ``ChildSpec``. The ``Supervisor``
+(``supervisor.py``) puts the specs in its tree, starts them in order and owns them from then on; ``System.close``
+releases what the children share (the store, the alert spool) once the tree has stopped.
+
+``Running`` is a started system, for ``main()`` and for tests: ``with Running(loaded) as fw: fw.snapshot()``. A child
+that cannot start raises ``StartError`` from the constructor, after everything started so far was stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from ..supervisor import Supervisor
+from .alerts.actor import AlertActor, AlertBoard, AlertSpool, MemorySpool
+from .alerts.sinks import JsonlSink, Sink
+from .analytics.rules import build_rule, has_builtin_rule
+from .api.http import HttpApi
+from .core.config import Config, Loaded, TaskConf
+from .core.messages import GetSnapshot, Shutdown, Start
+from .core.metrics import Metrics, Snapshot
+from .core.supervision import Backoff, ChildSpec, Handle, Link, StartError, start_actor
+from .core.timers import Timers
+from .inference.detectors import Detector, build_detector
+from .inference.pool import InferencePool
+from .inference.registry import Health, Registry, ServiceInfo
+from .inference.remote import ImageLinks, InflightImages, PresignedImages, RemoteBackend
+from .inference.slot import Backend, InferenceActor, TaskRoute, local_backend
+from .ingest.backpressure import Valve
+from .ingest.extractor import ExtractorActor
+from .ingest.sources import FrameSource, open_source
+from .storage.retention import Bound, RetentionActor
+from .storage.store import LocalStore, Store, StoreError, StoreUnavailable, join_key, task_dir
+from .storage.writer import FrameWriterActor, ObjectWriter
+
+log = logging.getLogger("framewatch")
+
+
+class Camera:
+    """Everything framewatch keeps about one task (camera), built once from its conf."""
+
+    __slots__ = ("conf", "interval_sec", "route", "valve", "bounds")
+
+    def __init__(self, cfg: Config, task: TaskConf) -> None:
+        ai = cfg.ai_analysis
+        self.conf = task
+        self.interval_sec = cfg.task_interval_ms(task) / 1000
+        # Keys are relative to the store's root (MinioStore adds minio.base_path itself).
+        alert_prefix = join_key(ai.alert_base_path, task_dir(task.task_type, task.id, None))
+        frame_prefix = None if ai.save_only_with_detection else task_dir(task.task_type, task.id, task.output_path)
+        self.route = TaskRoute(build_rule(task.task_type, task.algo_config), frame_prefix, alert_prefix,
+                               task.algo_config)
+        self.valve = Valve(task.id, weight=task.weight, interval_sec=self.interval_sec,
+                           unbounded=cfg.backpressure.policy == "unbounded")
+        self.bounds = [Bound(task_id=task.id, prefix=alert_prefix, max_count=cfg.alerts.image_max_count,
+                             max_age_sec=cfg.alerts.image_max_age_sec)]
+        if frame_prefix is not None:
+            self.bounds.append(Bound(task_id=task.id, prefix=frame_prefix, max_count=cfg.task_max_frame_count(task),
+                                     max_age_sec=task.max_age_sec))
+
+    @property
+    def id(self) -> str:
+        return self.conf.id
+
+    @property
+    def child_id(self) -> str:
+        return f"extractor:{self.conf.id}"
+
+
+def build_store(cfg: Config) -> Store:
+    """The configured store, connected. A wrong setting raises StartError (it will not fix itself); an unreachable
+    server does not: framewatch runs without storage and the store reconnects."""
+    fe = cfg.frame_extractor
+    if fe.store == "minio":
+        from .storage.minio import MinioStore  # imported only when configured
+
+        store = MinioStore(fe.minio)
+        try:
+            store.connect()
+        except StoreUnavailable:
+            pass  # the store reported its outage (once); framewatch runs without it, frames counted as not stored
+        except StoreError as exc:
+            raise StartError("frame_extractor.minio", str(exc)) from None
+        return store
+    return LocalStore(fe.output_dir)
+
+
+def build_sink_factory(cfg: Config) -> Callable[[], Sink]:
+    ai = cfg.ai_analysis
+    if ai.mq_type == "kafka":
+        from .alerts.kafka import KafkaSink
+
+        def kafka() -> Sink:
+            return KafkaSink(ai.mq_address, ai.mq_topic, batch_size=ai.alert_batch_size,
+                             interval_sec=ai.alert_batch_interval_sec, timeout_sec=ai.mq_timeout_sec)
+
+        return kafka
+    a = cfg.alerts
+
+    def jsonl() -> Sink:
+        return JsonlSink(a.jsonl_path, rotate_bytes=a.rotate_bytes, keep_files=a.keep_files)
+
+    return jsonl
+
+
+def open_spool(cfg: Config) -> AlertSpool:
+    """Kafka's alerts wait on disk (they survive a crash); the JSON Lines sink is itself a local file."""
+    if cfg.ai_analysis.mq_type != "kafka":
+        return MemorySpool()
+    from .alerts.spool import Spool
+
+    try:
+        return Spool(cfg.alerts.spool_dir, max_bytes=cfg.alerts.spool_max_bytes)
+    except OSError as exc:
+        raise StartError("alerts.spool_dir", f"cannot use {cfg.alerts.spool_dir!r}: {exc.strerror or exc}") from None
+
+
+class System:
+    """The parts of one framewatch, wired; the supervisor starts and owns its children."""
+
+    def __init__(self, loaded: Loaded, *, detector_factory: Callable[[], Detector] | None = None,
+                 sink_factory: Callable[[], Sink] | None = None,
+                 source_factory: Callable[[TaskConf], FrameSource] | None = None,
+                 store_factory: Callable[[Config], Store] | None = None) -> None:
+        """The factories replace the conf's choice (tests crash components on purpose; benchmarks emulate)."""
+        cfg = self.cfg = loaded.config
+        self.notices = loaded.notices
+        self.cameras: dict[str, Camera] = {t.id: Camera(cfg, t) for t in cfg.enabled_tasks()}
+        self.routes: dict[str, TaskRoute] = {c.id: c.route for c in self.cameras.values()}  # the data path's view
+        self.metrics = Metrics(list(self.cameras))
+        self.pool = InferencePool(self.metrics)
+        ai = cfg.ai_analysis
+        self.registry = Registry(heartbeat_timeout_sec=ai.heartbeat_timeout_sec, circuit_open_sec=ai.circuit_open_sec)
+        self.images = InflightImages()
+        self.timers = Timers("timers")
+        self.alerts = Link("alerts")
+        self.retention = Link("retention")
+        self.writer = Link("writer")
+        self.alert_board = AlertBoard()  # the alert actor's stats, read without asking it (it may be blocked)
+        self.store: Store | None = None  # connected by ``connect`` (I/O), on the supervisor's thread
+        self.objects: ObjectWriter | None = None
+        self.links: ImageLinks = self.images
+        self.spool: AlertSpool | None = None
+        self.http: HttpApi | None = None
+        self._detector_factory = detector_factory or (lambda: build_detector(cfg.detector))
+        self._sink_factory = sink_factory or build_sink_factory(cfg)
+        self._source_factory = source_factory or self._conf_source
+        self._store_factory = store_factory or build_store
+        sup = cfg.supervision
+        self._budget = {"intensity": sup.restart_intensity, "period_sec": sup.restart_period_sec,
+                        "shutdown_timeout_sec": sup.shutdown_timeout_sec}
+        self.wanted_types = frozenset(c.conf.task_type for c in self.cameras.values())
+
+    # --- resources the children share ---
+
+    def connect(self) -> None:
+        """Open the store and the spool (raises StartError naming the setting)."""
+        self.store = self._store_factory(self.cfg)
+        self.objects = ObjectWriter(self.store, self.retention, self.metrics)
+        if hasattr(self.store, "presigned_url"):
+            self.links = PresignedImages(self.objects, self.images)
+        self.spool = open_spool(self.cfg)
+
+    def close(self) -> None:
+        """After the tree has stopped: release the store and the spool."""
+        if self.spool is not None and hasattr(self.spool, "close"):
+            self.spool.close()
+        if self.store is not None:
+            self.store.close()
+
+    # --- child specs, in start order ---
+
+    def timers_spec(self) -> ChildSpec:
+        return ChildSpec(id="timers", stage="timers", start=self.timers.start, restart="temporary", essential=True,
+                         **self._budget)
+
+    def alerts_spec(self) -> ChildSpec:
+        ai = self.cfg.ai_analysis
+
+        def start() -> Handle:
+            return start_actor(AlertActor, self.alerts, sink_factory=self._sink_factory, spool=self.spool,
+                               metrics=self.metrics, batch_size=ai.alert_batch_size,
+                               batching=ai.alert_batch_enabled, board=self.alert_board)
+
+        setting = "ai_analysis.mq_address" if ai.mq_type == "kafka" else "alerts.jsonl_path"
+        return ChildSpec(id="alerts", stage="alerts", start=start, essential=True, setting=setting,
+                         on_given_up=lambda reason: self.alerts.close(), **self._budget)
+
+    def retention_spec(self) -> ChildSpec:
+        bounds = [b for c in self.cameras.values() for b in c.bounds]
+
+        def start() -> Handle:
+            return start_actor(RetentionActor, self.retention, store=self.store, bounds=bounds, metrics=self.metrics)
+
+        return ChildSpec(id="retention", stage="retention", start=start, essential=True,
+                         on_given_up=lambda reason: self.retention.close(), **self._budget)
+
+    def writer_spec(self) -> ChildSpec:
+        fe = self.cfg.frame_extractor
+
+        def start() -> Handle:
+            return start_actor(FrameWriterActor, self.writer, objects=self.objects, alerts=self.alerts,
+                               metrics=self.metrics, routes=self.routes, jpeg_quality=fe.jpeg_quality,
+                               max_backlog=fe.store_queue_size)
+
+        return ChildSpec(id="writer", stage="writer", start=start, essential=True,
+                         on_given_up=lambda reason: self.writer.close(), **self._budget)
+
+    def http_spec(self, snapshot: Callable[[], Snapshot]) -> ChildSpec:
+        cfg = self.cfg
+
+        def start() -> Handle:
+            self.http = HttpApi(cfg.http, registry=self.registry, images=self.images, snapshot=snapshot,
+                                task_types=cfg.frame_extractor.task_types)
+            self.http.start()
+            return self.http
+
+        return ChildSpec(id="http", stage="api", start=start, setting="http.port", **self._budget)
+
+    def local_slot_specs(self, on_given_up: Callable[[str, str], None]) -> list[ChildSpec]:
+        """The built-in detector's slots: ``detector.actors`` (within ``max_concurrent_infer``)."""
+        types = frozenset(c.conf.task_type for c in self.cameras.values() if has_builtin_rule(c.conf.task_type))
+        n = min(self.cfg.detector.actors, self.cfg.ai_analysis.max_concurrent_infer)
+        health = Health("local", breaker=False)
+        backend = local_backend(self._detector_factory)
+        return [self.slot_spec(f"local-{k}", types, health, backend, on_given_up, setting="detector.model")
+                for k in range(n)]
+
+    def remote_backend(self, info: ServiceInfo) -> Callable[[], Backend]:
+        ai = self.cfg.ai_analysis
+        quality = self.cfg.frame_extractor.jpeg_quality
+
+        def backend() -> Backend:
+            return RemoteBackend(info, self.links, connect_timeout_sec=ai.connect_timeout_sec,
+                                 timeout_sec=ai.request_timeout_sec, jpeg_quality=quality)
+
+        return backend
+
+    def slot_spec(self, slot: str, types: frozenset[str], health: Health, backend: Callable[[], Backend],
+                  on_given_up: Callable[[str, str], None], setting: str = "") -> ChildSpec:
+        """One inference slot: in the pool from now on; its actor is installed there at every (re)start."""
+        self.pool.add_slot(slot, types, health)
+
+        def start() -> Handle:
+            return start_actor(InferenceActor, slot=slot, backend_factory=backend, health=health, routes=self.routes,
+                               pool=self.pool, writer=self.writer, metrics=self.metrics)
+
+        def installed(handle: Handle) -> None:
+            self.pool.install(slot, handle.ref)  # type: ignore[attr-defined]
+
+        return ChildSpec(id=f"inference:{slot}", stage="inference", start=start, setting=setting,
+                         on_started=installed, on_given_up=lambda reason: on_given_up(slot, reason), **self._budget)
+
+    def _conf_source(self, task: TaskConf) -> FrameSource:
+        fe = self.cfg.frame_extractor
+        return open_source(task.rtsp_url, open_timeout_ms=fe.open_timeout_ms, read_timeout_ms=fe.read_timeout_ms,
+                           loop=task.loop, realtime=task.realtime)
+
+    def extractor_spec(self, camera: Camera) -> ChildSpec:
+        fe = self.cfg.frame_extractor
+        task = camera.conf
+
+        def start() -> Handle:
+            return start_actor(ExtractorActor, task_id=task.id, task_type=task.task_type,
+                               interval_sec=camera.interval_sec, source_factory=lambda: self._source_factory(task),
+                               valve=camera.valve,
+                               pool=self.pool, metrics=self.metrics, timers=self.timers,
+                               backoff=Backoff(fe.backoff_initial_sec, fe.backoff_max_sec, fe.backoff_reset_sec),
+                               stall_timeout_sec=fe.stall_timeout_sec)
+
+        def given_up(reason: str) -> None:
+            camera.valve.close()
+            self.metrics.source_state(task.id, "given up", reason)
+
+        return ChildSpec(id=camera.child_id, stage="sources", start=start, on_given_up=given_up, **self._budget)
+
+
+class Running:
+    """A started system: the supervisor and its tree; ``stop`` (or leaving the ``with``) stops it all in order."""
+
+    def __init__(self, loaded: Loaded, **overrides: Any) -> None:
+        self.loaded = loaded
+        self.escalated = threading.Event()
+        self.escalation = ""
+        self.system = System(loaded, **overrides)
+        self.ref = Supervisor.start(self.system, escalate=self._on_escalate)
+        self.final: Snapshot | None = None
+        self.http_url = ""
+        try:
+            self.http_url = self.ref.ask(Start(), timeout=120)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _on_escalate(self, reason: str) -> None:
+        self.escalation = reason
+        self.escalated.set()
+
+    def snapshot(self, fresh: bool = True) -> Snapshot:
+        return self.ref.ask(GetSnapshot(fresh=fresh), timeout=10)
+
+    def stop(self, timeout: float = 120) -> Snapshot | None:
+        """Stop everything in order; returns the final snapshot (None if the supervisor had crashed: its
+        ``on_failure`` already stopped its tree)."""
+        if self.ref.is_alive():
+            try:
+                self.final = self.ref.ask(Shutdown(), timeout=timeout)
+            except pykka.ActorDeadError:
+                pass
+            finally:
+                self.ref.stop(block=True, timeout=timeout)
+        return self.final
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
