@@ -1,13 +1,12 @@
 """Remote algorithm services, with real processes: registration over HTTP, load-aware routing, a killed service's
-frames retried elsewhere and the service evicted, the old protocol unchanged, bad payloads answered with a 4xx, and
-/metrics agreeing with /api/v1/status."""
+frames retried elsewhere and the service evicted, bad payloads answered with a 4xx, and /metrics agreeing with
+/api/v1/status. The old system's own clients against framewatch: ``test_old_contract.py``."""
 
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -133,30 +132,6 @@ def test_the_slow_service_gets_fewer_frames_and_a_killed_one_is_retried_elsewher
     assert final.services["fast-b"].failures == final.services["slow"].failures == 0
 
 
-def test_a_service_written_to_the_old_protocol_works_unchanged(tmp_path):
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "old_protocol_service.py"), str(port_file)])
-    try:
-        port = int(wait_for(lambda: port_file.exists() and port_file.read_text(), 10, "the old service's port"))
-        text = conf(tmp_path, cameras=2, interval_ms=200).replace("heartbeat_timeout_sec = 2", "heartbeat_timeout_sec = 60")
-        with Running(decode_config(text)) as fw:
-            old = {"service_id": "old-1", "name": "smoking-v1", "task_types": [SMOKING],
-                   "endpoint": f"http://127.0.0.1:{port}/analyze", "version": "1.0"}
-            status, body = call(fw.http_url + "/api/v1/ai_analysis/register", "POST", json.dumps(old).encode(), AUTH)
-            assert (status, json.loads(body)["service_id"]) == (200, "old-1")
-            snap = wait_for(lambda: (s := fw.snapshot()).alerts.written >= 4 and s, 30, "alerts from the old service")
-            assert snap.services["old-1"].failures == 0 and snap.totals.failed == 0
-            images = fw.system.images
-        assert len(images) == 0  # in-flight frames are served only while in flight
-    finally:
-        proc.kill()
-        proc.wait(10)
-    alert = json.loads((tmp_path / "alerts.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    assert alert["rule"] == "count>0" and alert["counts"] == {"count": 1}
-    assert alert["detections"] == [{"label": "cigarette", "score": 0.9, "box": [10, 20, 30, 40]}]
-    assert alert["backend"] == "remote:smoking-v1"
-
-
 BAD = [  # (method, path, body, headers, status, words in the reason)
     ("POST", "/api/v1/ai_analysis/register", b"{not json", AUTH, 400, "not valid JSON"),
     ("POST", "/api/v1/ai_analysis/register", b"", AUTH, 400, "empty body"),
@@ -173,11 +148,19 @@ BAD = [  # (method, path, body, headers, status, words in the reason)
     ("POST", "/api/v1/ai_analysis/register", b"{" + b" " * 5000 + b"}", AUTH, 413, "larger than max_body_bytes"),
     ("POST", "/api/v1/ai_analysis/register", b'{"name": "n"}', {}, 401, "missing or wrong token"),
     ("POST", "/api/v1/ai_analysis/register", b'{"name": "n"}', {"Authorization": "Bearer nope"}, 401, "wrong token"),
-    ("POST", "/api/v1/ai_analysis/heartbeat/ghost", b"", AUTH, 404, "unknown service_id 'ghost'"),
+    ("POST", "/api/v1/ai_analysis/register", b'{"service_id": "", "name": "n", "task_types": ["x"], '
+     b'"endpoint": "http://x/"}', AUTH, 400, "Expected `str` of length >= 1 - at `$.service_id`"),
+    ("POST", "/api/v1/ai_analysis/heartbeat/ghost", b"", AUTH, 400, "unknown service_id 'ghost'"),
     ("POST", "/api/v1/ai_analysis/heartbeat/ghost", b"[1, 2]", AUTH, 400, "Expected `object`, got `array`"),
-    ("POST", "/api/v1/ai_analysis/unregister/ghost", b"", AUTH, 404, "unknown service_id 'ghost'"),
+    ("POST", "/api/v1/ai_analysis/heartbeat/ghost", b'{"total_requests": 1.5}', AUTH, 400,
+     "Expected `int`, got `float` - at `$.total_requests`"),
+    ("POST", "/api/v1/ai_analysis/unregister/ghost", b"", AUTH, 400, "unknown service_id 'ghost'"),
+    ("DELETE", "/api/v1/ai_analysis/unregister/ghost", None, AUTH, 400, "unknown service_id 'ghost'"),
+    ("DELETE", "/api/v1/ai_analysis/unregister/ghost", None, {}, 401, "missing or wrong token"),
     ("POST", "/api/v1/ai_analysis/services", b"", AUTH, 404, "no such endpoint"),
     ("GET", "/api/v1/ai_analysis/register", None, {}, 405, "use POST"),
+    ("DELETE", "/api/v1/ai_analysis/heartbeat/ghost", None, AUTH, 405, "use POST"),
+    ("GET", "/api/v1/ai_analysis/algo_config/no-such-task", None, {}, 404, "no task 'no-such-task'"),
     ("POST", "/api/v1/status", b"{}", {}, 405, "no such endpoint"),
     ("GET", "/frames/0123456789abcdef.jpg", None, {}, 404, "no such frame in flight"),
     ("GET", "/nowhere", None, {}, 404, "no such endpoint"),
@@ -193,7 +176,7 @@ def test_every_endpoint_answers_bad_payloads_with_a_4xx_and_a_reason_and_the_pip
             got, answer = call(fw.http_url + path, method, body, headers)
             assert (got, reason in json.loads(answer)["error"]) == (status, True), (path, answer)
         status, listing = call(fw.http_url + "/api/v1/ai_analysis/services")
-        assert (status, json.loads(listing)) == (200, {"services": []})
+        assert (status, json.loads(listing)) == (200, {"services": [], "total": 0})
         wait_for(lambda: fw.snapshot().totals.inferred >= before.totals.inferred + 20, 30, "inference going on")
     final = fw.final
     assert_conserved(final)

@@ -42,7 +42,9 @@ def name(key: str) -> str:
 
 
 def names_under(bucket: str, prefix: str, endpoint: str | None = None) -> list[str]:
-    return [name(k) for k in (object_names(bucket, prefix, endpoint) if endpoint else object_names(bucket, prefix))]
+    """The frame (JPEG) names under ``prefix``: the task's algo_config.json lives there too, for old services."""
+    keys = object_names(bucket, prefix, endpoint) if endpoint else object_names(bucket, prefix)
+    return [name(k) for k in keys if k.endswith(".jpg")]
 
 
 def seeing() -> threading.Event:

@@ -98,6 +98,9 @@ def test_key_time_reads_the_utc_time_encoded_in_a_key():
     wall = 1763486999.123
     assert abs(key_time(frame_key("a/b", wall, 7)) - wall) < 0.001
     assert key_time("a/b/not-a-frame.jpg") is None
+    # The old system's names (Go's 20060102-150405.000), so frames a migrated site left behind are bounded too.
+    assert abs(key_time("人数统计/cam/20251118-172959.123.jpg") - 1763486999.123) < 0.001
+    assert key_time("a/b/algo_config.json") is None
 
 
 def test_a_failing_delete_is_retried_not_forgotten(tmp_path):
@@ -122,3 +125,24 @@ def test_a_failing_delete_is_retried_not_forgotten(tmp_path):
     assert retention.ask(RetentionStatsRequest(), timeout=10).deleted == 7
     retention.stop()
     assert not pykka.ActorRegistry.get_all()
+
+
+def test_objects_that_are_not_frames_under_a_prefix_are_neither_indexed_counted_nor_deleted(tmp_path):
+    store = LocalStore(tmp_path)
+    prefix = "人员跌倒/cam"
+    config = f"{prefix}/algo_config.json"  # the old system's configuration object, beside the task's frames
+    store.put(config, b"{}", "application/json")
+    now = time.time()
+    old = [frame_key(prefix, now - 7200 + i, i) for i in range(5)]
+    for key in old:
+        store.put(key, b"jpeg")
+    metrics = Metrics(["cam"])
+    retention = RetentionActor.start(store=store, metrics=metrics,
+                                     bounds=[Bound(task_id="cam", prefix=prefix, max_count=2, max_age_sec=3600)])
+    assert retention.ask(RetentionStatsRequest(), timeout=10).indexed == {prefix: 2}  # frames only
+    new = store_frames(store, retention, prefix, "cam", 3, now)
+    retention.tell(Sweep())
+    wait_for(lambda: sorted(store.list_keys(prefix)) == new[-2:] + [config], 10, "frames beyond the bounds deleted")
+    assert retention.ask(RetentionStatsRequest(), timeout=10).indexed == {prefix: 2}
+    retention.stop()
+    assert store.get(config) == b"{}"

@@ -1,11 +1,19 @@
 """The HTTP API in the framewatch process: algorithm service registration, status, metrics, in-flight frames.
 
-Endpoints (JSON unless said otherwise; errors are ``{"error": reason}`` with a 4xx status and never touch the pipeline):
+Endpoints (JSON unless said otherwise; errors are ``{"error": reason}`` with a 4xx status and never touch the pipeline).
+The service registry speaks the old system's wire format exactly (its clients test ``ok`` and use these verbs and
+status codes: 400 for a bad body or an unknown id); framewatch's additions are extra fields and stricter checks:
 
 - ``POST /api/v1/ai_analysis/register`` ``{service_id?, name, task_types[], endpoint, version?, max_concurrency?,
-  mode?: "url"|"inline"}`` -> ``{success, service_id, heartbeat_timeout_sec}``; the same id again updates it;
-- ``POST /api/v1/ai_analysis/heartbeat/{service_id}`` (optional JSON object of stats) -> 404 when unknown (evicted:
-  register again); ``POST /api/v1/ai_analysis/unregister/{service_id}``; ``GET /api/v1/ai_analysis/services``;
+  mode?: "url"|"inline"}`` -> ``{"ok": true, "service_id", "heartbeat_timeout_sec"}``. The same id again, or the
+  same endpoint under another id, replaces the entry. ``service_id`` left out: one is generated; given empty: 400
+  (the old server refused an empty id). Unknown task types or a non-http endpoint: 422;
+- ``POST /api/v1/ai_analysis/heartbeat/{service_id}`` (empty, or the stats object ``HeartbeatStats``) ->
+  ``{"ok": true}``; 400 when unknown (evicted: register again);
+- ``DELETE /api/v1/ai_analysis/unregister/{service_id}`` (the old verb; POST too) -> ``{"ok": true}``; 400 if unknown;
+- ``GET /api/v1/ai_analysis/services`` -> ``{"services": [...], "total": N}`` (``Registry.listing``);
+- ``GET /api/v1/ai_analysis/algo_config/{task_id}``: the task's algo_config object (a request's ``algo_config_url``
+  without MinIO); 404 for an unknown task;
 - ``GET /api/v1/status``: a fresh stats snapshot; ``GET /metrics``: its counters as Prometheus text;
 - ``GET /frames/{token}.jpg``: a frame being inferred by a remote service in mode ``url``, only while in flight.
 
@@ -28,28 +36,35 @@ import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from ..api.prometheus import exposition
 from ..core.config import HttpConf
 from ..core.metrics import Snapshot
 from ..core.supervision import Ready, StartError
-from ..inference.registry import Registry, ServiceInfo
-from ..inference.remote import InflightImages
+from ..inference.registry import HeartbeatStats, Registry, ServiceInfo
+from ..inference.remote import ALGO_CONFIG_PATH, InflightImages
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1/ai_analysis/"
+#: The registry's calls under ``API``: the verbs each accepts (the old server's first), and whether it takes an id.
+_CALLS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "register": (("POST",), False),
+    "heartbeat": (("POST",), True),
+    "unregister": (("DELETE", "POST"), True),
+}
+_GET_ONLY = ("/metrics", "/api/v1/status")
 
 
 class RegisterRequest(msgspec.Struct, frozen=True, kw_only=True):
     """The old system's registration body, plus ``max_concurrency`` and ``mode``. Unknown fields are ignored (old
-    services may send more)."""
+    services may send more). ``service_id`` absent (UNSET): framewatch generates one; present, it must not be empty."""
 
-    service_id: Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$")] = ""
+    service_id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | UnsetType = UNSET
     name: Annotated[str, Meta(min_length=1, max_length=128)]
     task_types: Annotated[list[str], Meta(min_length=1, max_length=64)]
     endpoint: Annotated[str, Meta(min_length=1, max_length=2048)]
@@ -59,7 +74,7 @@ class RegisterRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _REGISTER = msgspec.json.Decoder(RegisterRequest)
-_STATS = msgspec.json.Decoder(dict[str, Any])
+_HEARTBEAT = msgspec.json.Decoder(HeartbeatStats)
 _JSON = msgspec.json.Encoder()
 
 
@@ -243,22 +258,49 @@ class HttpApi:
         parts = urlsplit(req.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise HttpError(422, "endpoint must be an http:// or https:// URL with a host - at `$.endpoint`")
-        info = ServiceInfo(service_id=req.service_id, name=req.name, task_types=tuple(dict.fromkeys(req.task_types)),
+        sid = "" if req.service_id is UNSET else req.service_id  # "": the registry generates one
+        info = ServiceInfo(service_id=sid, name=req.name, task_types=tuple(dict.fromkeys(req.task_types)),
                            endpoint=req.endpoint, version=req.version, max_concurrency=req.max_concurrency,
                            mode=req.mode)
         sid = self.registry.register(info)
-        return {"success": True, "service_id": sid, "heartbeat_timeout_sec": self.registry.heartbeat_timeout_sec}
+        return {"ok": True, "service_id": sid, "heartbeat_timeout_sec": self.registry.heartbeat_timeout_sec}
 
     def heartbeat(self, sid: str, body: bytes) -> dict[str, Any]:
-        stats = _decode(_STATS, body) if body.strip() else None
+        stats = _decode(_HEARTBEAT, body) if body.strip() else None
         if not self.registry.heartbeat(sid, stats):
-            raise HttpError(404, f"unknown service_id {sid!r} (evicted or never registered): register again")
-        return {"success": True}
+            raise HttpError(400, f"unknown service_id {sid!r} (evicted or never registered): register again")
+        return {"ok": True}
 
     def unregister(self, sid: str) -> dict[str, Any]:
         if not self.registry.unregister(sid):
-            raise HttpError(404, f"unknown service_id {sid!r}")
-        return {"success": True}
+            raise HttpError(400, f"unknown service_id {sid!r}")
+        return {"ok": True}
+
+    def call(self, action: str, sid: str, body: bytes) -> dict[str, Any]:
+        """One of the registry's calls (``_CALLS``), already routed and authorized."""
+        if action == "register":
+            return self.register(body)
+        if action == "heartbeat":
+            return self.heartbeat(sid, body)
+        return self.unregister(sid)
+
+    def algo_config(self, task_id: str) -> bytes:
+        document = self.images.config(task_id)
+        if document is None:
+            raise HttpError(404, f"no task {task_id!r}")
+        return document
+
+
+def _service_call(method: str, path: str) -> tuple[str, str]:
+    """``path`` under ``API`` as a registry call: (action, unquoted service id). 405 naming the verbs for a known call
+    with another verb, 404 for anything else."""
+    action, _, sid = path[len(API):].partition("/")
+    known = _CALLS.get(action)
+    if known is None or known[1] != bool(sid):
+        raise HttpError(404, f"no such endpoint: {method} {path}")
+    if method not in known[0]:
+        raise HttpError(405, f"use {' or '.join(known[0])} for {path}")
+    return action, unquote(sid)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
@@ -279,7 +321,10 @@ class _ApiHandler(JsonHandler):
         self.answer(self._get)
 
     def do_POST(self) -> None:  # noqa: N802
-        self.answer(self._post)
+        self.answer(lambda: self._call("POST"))
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self.answer(lambda: self._call("DELETE"))
 
     def _get(self) -> None:
         path = urlsplit(self.path).path
@@ -289,7 +334,10 @@ class _ApiHandler(JsonHandler):
                 raise HttpError(404, "no such frame in flight")
             self.send_body(200, jpeg, "image/jpeg")
         elif path == API + "services":
-            self.send_json(200, {"services": self.api.registry.listing()})
+            services = self.api.registry.listing()
+            self.send_json(200, {"services": services, "total": len(services)})
+        elif path.startswith(ALGO_CONFIG_PATH) and len(path) > len(ALGO_CONFIG_PATH):
+            self.send_body(200, self.api.algo_config(unquote(path[len(ALGO_CONFIG_PATH):])))
         elif path in ("/api/v1/status", "/metrics"):
             try:
                 snap = self.api.snapshot()
@@ -300,23 +348,15 @@ class _ApiHandler(JsonHandler):
             else:
                 self.send_json(200, snap)
         elif path.startswith(API):
-            raise HttpError(405, f"use POST for {path}")
+            _service_call("GET", path)  # raises: 405 naming the verbs of a registry call, else 404
         else:
             raise HttpError(404, f"no such endpoint: GET {path}")
 
-    def _post(self) -> None:
+    def _call(self, method: str) -> None:
         body = self.read_body()  # first: a keep-alive connection must not keep an unread body
         path = urlsplit(self.path).path
         if not path.startswith(API):
-            raise HttpError(404 if not path.startswith(("/metrics", "/api/v1/status")) else 405,
-                            f"no such endpoint: POST {path}")
-        action, _, sid = path[len(API):].partition("/")
-        if action not in ("register", "heartbeat", "unregister") or (action == "register") == bool(sid):
-            raise HttpError(404, f"no such endpoint: POST {path}")
+            raise HttpError(405 if path.startswith(_GET_ONLY) else 404, f"no such endpoint: {method} {path}")
+        action, sid = _service_call(method, path)
         self.api.check_token(self.headers.get("Authorization", ""))
-        if action == "register":
-            self.send_json(200, self.api.register(body))
-        elif action == "heartbeat":
-            self.send_json(200, self.api.heartbeat(sid, body))
-        else:
-            self.send_json(200, self.api.unregister(sid))
+        self.send_json(200, self.api.call(action, sid, body))

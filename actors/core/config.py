@@ -2,8 +2,10 @@
 
 The old system's sections keep their key names and meanings (``[frame_extractor]``, ``[frame_extractor.minio]``,
 ``[[frame_extractor.tasks]]``, ``[ai_analysis]``). framewatch adds ``[backpressure]``, ``[detector]``, ``[alerts]``,
-``[stats]``, ``[supervision]`` and ``[http]``. Unknown keys are errors; keys that meant something to the old system
-but nothing now are accepted and reported once, at start, as ignored.
+``[stats]``, ``[supervision]`` and ``[http]``. The file may be the old server's whole ``config.toml``: top-level
+tables and keys that are not framewatch's (the media server's own ``[base]``, ``[rtspconfig]``, ``lanip``...) are
+named in one notice and otherwise ignored. Inside framewatch's tables unknown keys are errors; keys that meant
+something to the old system but nothing now are accepted and reported once, at start, as ignored.
 
 Every error names the key path (``$.frame_extractor.tasks[1].interval_ms``) and the reason; ``load_config`` raises
 ``ConfigError`` and the CLI exits with code 2. What cannot work is refused here, not at start: malformed camera URLs,
@@ -14,7 +16,10 @@ applied right after decoding, before the checks, so a key given only in the envi
 
 from __future__ import annotations
 
+import datetime
+import difflib
 import os
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -22,11 +27,14 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
-from ..analytics.rules import OLD_TASK_TYPES, decode_algo_config
+from ..analytics.rules import OLD_TASK_TYPES, decode_algo_config, error_path
 from .urls import ASSET_PREFIX, ASSETS_DIR, check_endpoint, check_source_url, resolve_asset  # noqa: F401  (re-exported: sources, detectors, benchmarks use them)
+from .urls import check_port, split_host_port
 
 #: An unset ``max_frame_count`` means this many frames per task, not "unlimited" (the old system's default).
 SAFE_MAX_FRAME_COUNT = 1000
+#: An unset ``save_alert_image`` stores the task's alert images: the old system had no global switch, only this default.
+DEFAULT_SAVE_ALERT_IMAGE = True
 T = TypeVar("T")
 ENV_ACCESS_KEY = "FRAMEWATCH_MINIO_ACCESS_KEY"
 ENV_SECRET_KEY = "FRAMEWATCH_MINIO_SECRET_KEY"
@@ -78,6 +86,17 @@ class TaskConf(_Conf):
     enabled: bool = True
     max_frame_count: Annotated[int, Meta(ge=0)] | None = None
     """Frames kept for this task; unset means the global value; 0 means unlimited (warned about)."""
+    preferred_algorithm_endpoint: str | None = None
+    """Pin the task to one algorithm service: its frames go only to the service registered with this ``endpoint``
+    (``http(s)://HOST[:PORT]/PATH``, as the service sends it to ``/register``), never load-balanced; the old system's
+    way to keep per-camera state (tripwire counting) in one service. Unset: any service of the task type."""
+    config_status: Literal["unconfigured", "configured"] | None = None
+    """Informational: whether the web console has drawn this task's regions yet. framewatch does not read it."""
+    preview_image: str | None = None
+    """Informational: the key of the web console's preview image of this camera. framewatch does not read it."""
+    save_alert_image: bool | None = None
+    """Store this task's alert images; unset means the global default (``DEFAULT_SAVE_ALERT_IMAGE``: stored). False:
+    its alerts still go out, without an image (``image_stored: false``)."""
     max_age_sec: AgeSeconds | None = None
     """Frames older than this are deleted, whatever their count."""
     weight: Annotated[float, Meta(gt=0, le=1000)] = 1.0
@@ -87,7 +106,12 @@ class TaskConf(_Conf):
     realtime: bool = True
     """Files and synthetic sources: deliver frames at the native rate, like a camera."""
     algo_config: dict[str, Any] = {}
-    """Task type parameters; sent unchanged to remote algorithm services."""
+    """Task type parameters, in framewatch's form (``count_threshold``, ``roi``) or the old system's (``regions`` in
+    pixels, ``algorithm_params``: ``analytics.regions``); sent to remote algorithm services exactly as written (the
+    built-in rules use its typed form, ``analytics.rules.decode_algo_config``)."""
+    algo_config_path: Annotated[str, Meta(min_length=1)] | None = None
+    """A JSON file holding ``algo_config`` instead (as the old console saved it), relative to the conf file's
+    directory. ``load_config`` reads it into ``algo_config`` and makes this path absolute; not with ``algo_config``."""
 
 
 class FrameExtractorConf(_Conf):
@@ -138,8 +162,14 @@ class AiAnalysisConf(_Conf):
     connect_timeout_sec: Annotated[float, Meta(gt=0, le=60)] = 2.0
     circuit_open_sec: Annotated[float, Meta(gt=0, le=3600)] = 5.0
     """A service whose call failed or timed out gets no new frame for this long, then one trial frame (half-open)."""
+    max_alerts_in_db: Annotated[int, Meta(ge=0)] = 1000
+    """Alert rows kept in the alert history database, the oldest deleted first; 0 means unlimited (warned about).
+    The history database comes in a later issue: until then the value is only kept here."""
     # Accepted for compatibility, ignored (reported at start):
     scan_interval_sec: float | None = None
+    alert_image_move_concurrent: int | None = None
+    """The old system stored frames first and moved an alert's frame into the alert path afterwards, this many moves
+    at once (default 50); framewatch stores alert images directly, so nothing is moved."""
 
 
 class HttpConf(_Conf):
@@ -250,6 +280,9 @@ class Config(_Conf):
             return self.frame_extractor.max_frame_count
         return SAFE_MAX_FRAME_COUNT
 
+    def task_save_alert_image(self, task: TaskConf) -> bool:
+        return task.save_alert_image if task.save_alert_image is not None else DEFAULT_SAVE_ALERT_IMAGE
+
     def enabled_tasks(self) -> list[TaskConf]:
         if not self.frame_extractor.enable:
             return []
@@ -261,6 +294,14 @@ class Loaded(msgspec.Struct, frozen=True):
 
     config: Config
     notices: list[str]  # ignored keys, unlimited retention, baseline policy...
+
+
+#: Keys that meant something to the old system and nothing to framewatch: (section, key, why), reported when set.
+_IGNORED_KEYS = (
+    ("frame_extractor", "scan_interval_sec", "framewatch does not scan storage for work"),
+    ("ai_analysis", "scan_interval_sec", "framewatch does not scan storage for work"),
+    ("ai_analysis", "alert_image_move_concurrent", "framewatch stores alert images directly, it moves no frames"),
+)
 
 
 def check_config(cfg: Config) -> list[str]:
@@ -291,11 +332,13 @@ def check_config(cfg: Config) -> list[str]:
         raise ConfigError("public_url must start with http:// or https:// - at `$.http.public_url`")
     if cfg.ai_analysis.mq_type == "kafka" and not cfg.ai_analysis.mq_address:
         raise ConfigError("mq_type = 'kafka' needs mq_address (host:port) - at `$.ai_analysis.mq_address`")
-    for section, key in (("frame_extractor", "scan_interval_sec"), ("ai_analysis", "scan_interval_sec")):
+    for section, key, why in _IGNORED_KEYS:
         if getattr(getattr(cfg, section), key) is not None:
-            notices.append(f"{section}.{key} is ignored: framewatch does not scan storage for work")
+            notices.append(f"{section}.{key} is ignored: {why}")
     if fe.max_frame_count == 0:
         notices.append("frame_extractor.max_frame_count = 0 means unlimited storage by default; frames will pile up")
+    if cfg.ai_analysis.max_alerts_in_db == 0:
+        notices.append("ai_analysis.max_alerts_in_db = 0 means an unlimited alert history; alert rows will pile up")
     if cfg.backpressure.policy == "unbounded":
         notices.append("backpressure.policy = 'unbounded' never skips: extraction may outpace inference (baseline only)")
     if not fe.enable:
@@ -315,11 +358,69 @@ def _check_task(fe: FrameExtractorConf, task: TaskConf, where: str) -> None:
     try:
         decode_algo_config(task.task_type, task.algo_config)
     except msgspec.ValidationError as exc:
-        msg, sep, path = str(exc).rpartition(" - at `$")
-        if not sep:  # an error about algo_config as a whole carries no path
-            msg, path = str(exc), ""
-        raise ConfigError(f"{msg} - at `{where}.algo_config{path.rstrip('`')}`") from None
+        reason, path = error_path(exc)
+        if task.algo_config_path is None:
+            raise ConfigError(f"{reason} - at `{where}.algo_config{path.removeprefix('$')}`") from None
+        raise ConfigError(_in_algo_config_file(reason, path, task.algo_config_path, where)) from None
     _raise_at(f"{where}.rtsp_url", check_source_url, task.rtsp_url)
+    if task.preferred_algorithm_endpoint is not None:
+        _raise_at(f"{where}.preferred_algorithm_endpoint", check_service_endpoint, task.preferred_algorithm_endpoint)
+
+
+def read_algo_config_files(cfg: Config, base_dir: Path) -> Config:
+    """``cfg`` with each task's ``algo_config_path`` file read into its ``algo_config`` (the path made absolute).
+
+    Done once, as the conf is read: the rest of framewatch sees an ``algo_config`` wherever it came from. Raises
+    ConfigError naming the task's key and the file; the content is checked by ``check_config`` like an inline one."""
+    fe = cfg.frame_extractor
+    if all(task.algo_config_path is None for task in fe.tasks):
+        return cfg
+    tasks = [_read_algo_config_file(task, f"$.frame_extractor.tasks[{i}]", base_dir) for i, task in enumerate(fe.tasks)]
+    return msgspec.structs.replace(cfg, frame_extractor=msgspec.structs.replace(fe, tasks=tasks))
+
+
+def _read_algo_config_file(task: TaskConf, where: str, base_dir: Path) -> TaskConf:
+    if task.algo_config_path is None:
+        return task
+    if task.algo_config:
+        raise ConfigError(f"give algo_config or algo_config_path, not both - at `{where}.algo_config_path`")
+    path = os.path.abspath(base_dir / task.algo_config_path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read algo_config file {path!r}: {exc.strerror} - at `{where}.algo_config_path`"
+        ) from None
+    try:  # a BOM is what Windows editors put first; JSON has no use for it
+        algo_config = msgspec.json.decode(data.removeprefix(b"\xef\xbb\xbf"), type=dict[str, Any])
+    except msgspec.ValidationError as exc:  # valid JSON, but not an object
+        raise ConfigError(_in_algo_config_file(*error_path(exc), path, where)) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(_in_algo_config_file(f"Not valid JSON: {exc}", "$", path, where)) from None
+    return msgspec.structs.replace(task, algo_config=algo_config, algo_config_path=path)
+
+
+def _in_algo_config_file(reason: str, path: str, file: str, where: str) -> str:
+    """An error inside a task's algo_config file: the path inside the file, the file, and the task's key."""
+    return f"{reason} - at `{path}` in {file} (algo_config_path of `{where}`)"
+
+
+def check_service_endpoint(url: str) -> None:
+    """An algorithm service's endpoint as it registers it: ``http(s)://HOST[:PORT][/PATH]``. Raises ValueError."""
+    try:
+        scheme, sep, _ = url.partition("://")
+        if not sep or scheme not in ("http", "https"):
+            raise ValueError("not an http:// or https:// URL; write the endpoint the service registers with, "
+                             "http://HOST[:PORT]/PATH")
+        if any(char.isspace() for char in url):
+            raise ValueError("contains whitespace; remove it")
+        host, port = split_host_port(urllib.parse.urlsplit(url).netloc.rpartition("@")[2])
+        if not host:
+            raise ValueError(f"no host; write {scheme}://HOST[:PORT]/PATH")
+        if port is not None:
+            check_port(port)
+    except ValueError as exc:
+        raise ValueError(f"bad algorithm service endpoint {url!r}: {exc}") from None
 
 
 def _check_minio(minio: MinioConf) -> None:
@@ -359,18 +460,66 @@ def _raise_at(path: str, check: Callable[[str], object], value: str) -> None:
 
 def decode_toml(data: bytes | str, type_: type[T], error: type[Exception]) -> T:
     """TOML text into ``type_``; any problem raises ``error`` with msgspec's path-naming message."""
+    return _convert_toml(_parse_toml(data, error), type_, error)
+
+
+def _parse_toml(data: bytes | str, error: type[Exception]) -> dict[str, Any]:
     try:
-        return msgspec.toml.decode(data, type=type_)
-    except msgspec.ValidationError as exc:
-        raise error(str(exc)) from None
+        return msgspec.toml.decode(data)
     except msgspec.DecodeError as exc:
         raise error(f"Not valid TOML: {exc}") from None
 
 
-def decode_config(data: bytes | str) -> Loaded:
-    """Decode and validate TOML text. Raises ConfigError."""
-    cfg = with_env_secrets(decode_toml(data, Config, ConfigError), os.environ)
-    return Loaded(config=cfg, notices=check_config(cfg))
+#: The TOML values that are not JSON-like: kept as they are, exactly as ``msgspec.toml.decode(..., type=...)`` does.
+_TOML_BUILTINS = (datetime.datetime, datetime.date, datetime.time)
+
+
+def _convert_toml(document: dict[str, Any], type_: type[T], error: type[Exception]) -> T:
+    """Parsed TOML into ``type_``: the conversion ``msgspec.toml.decode`` does, so errors read the same."""
+    try:
+        return msgspec.convert(document, type_, builtin_types=_TOML_BUILTINS, str_keys=True)
+    except msgspec.ValidationError as exc:
+        raise error(str(exc)) from None
+
+
+#: framewatch's top-level tables (the fields of ``Config``); anything else at the top level belongs to someone else.
+_OWN_TABLES = frozenset(field.encode_name for field in msgspec.structs.fields(Config))
+
+
+def decode_config(data: bytes | str, base_dir: str | os.PathLike[str] = ".") -> Loaded:
+    """Decode and validate TOML text. Raises ConfigError.
+
+    Top-level tables and keys that are not framewatch's are left out before the strict decoding and named in one
+    notice; error paths inside framewatch's tables are unchanged, since each table keeps its place in the document."""
+    document = _parse_toml(data, ConfigError)
+    foreign = sorted(document.keys() - _OWN_TABLES)
+    own = {key: value for key, value in document.items() if key in _OWN_TABLES}
+    cfg = with_env_secrets(_convert_toml(own, Config, ConfigError), os.environ)
+    cfg = read_algo_config_files(cfg, Path(base_dir))  # the tasks' algo_config_path, relative to base_dir
+    notices = [_not_used_notice(document, foreign)] if foreign else []
+    return Loaded(config=cfg, notices=notices + check_config(cfg))
+
+
+def _not_used_notice(document: dict[str, Any], names: list[str]) -> str:
+    """``not used by framewatch: [base], [baselog], ..., lanip``: the tables, then the keys, each in name order. A name
+    close to one of framewatch's tables is most likely a typo of it, which would otherwise pass unnoticed: say so."""
+    entries = [_as_written(name, document[name]) + _typo_hint(name) for name in names]
+    return "not used by framewatch: " + ", ".join(sorted(entries, key=lambda entry: not entry.startswith("[")))
+
+
+def _typo_hint(name: str) -> str:
+    # 0.75: catches [alert], [ai-analysis], [supervisor]; the media server's names all score below 0.55.
+    close = difflib.get_close_matches(name, _OWN_TABLES, n=1, cutoff=0.75)
+    return f" (is it [{close[0]}]?)" if close else ""
+
+
+def _as_written(name: str, value: Any) -> str:
+    """How the file spells a top-level entry: ``[table]``, ``[[array of tables]]`` or ``key``."""
+    if isinstance(value, dict):
+        return f"[{name}]"
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return f"[[{name}]]"
+    return name
 
 
 def with_env_secrets(cfg: Config, env: os._Environ[str] | dict[str, str]) -> Config:
@@ -392,7 +541,7 @@ def load_config(path: str | os.PathLike[str]) -> Loaded:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"Cannot read configuration {str(path)!r}: {exc.strerror}") from None
-    return decode_config(data)
+    return decode_config(data, Path(path).parent)
 
 
 def default_config_path() -> Path:

@@ -34,7 +34,7 @@ class _Camera:
     __slots__ = (
         "sampled", "skipped", "sent", "in_flight", "inferred", "failed", "with_detections", "without_detections",
         "alerts", "stored", "store_failed", "opens", "open_failures", "stalls", "state", "last_error",
-        "last_frame_mono",
+        "last_frame_mono", "waiting",
     )
 
     def __init__(self) -> None:
@@ -45,6 +45,7 @@ class _Camera:
         self.state = "starting"
         self.last_error = ""
         self.last_frame_mono = 0.0
+        self.waiting = ""
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +74,7 @@ class CameraStats(Counts, frozen=True, kw_only=True):
     last_error: str = ""
     last_frame_sec: float | None = None  # seconds since its source last delivered a frame (progress, not liveness)
     share: float = 0.0  # this camera's fraction of the frames inferred in the window
+    waiting: str = ""  # why its samples are skipped whatever the load (no backend serves it, its pinned service away)
 
 
 class Totals(Counts, frozen=True, kw_only=True):
@@ -225,6 +227,11 @@ class Metrics:
             cam.open_failures += open_failed
             cam.stalls += stalled
 
+    def waiting(self, task_id: str, reason: str) -> None:
+        """Why no frame of this camera can be inferred now ("" once one can)."""
+        with self._lock:
+            self._cam(task_id).waiting = reason
+
     def frame_progress(self, task_id: str) -> None:
         with self._lock:
             self._cam(task_id).last_frame_mono = time.monotonic()
@@ -342,7 +349,7 @@ class Metrics:
                     in_flight=c.in_flight, with_detections=c.with_detections,
                     without_detections=c.without_detections, alerts=c.alerts, stored=c.stored,
                     store_failed=c.store_failed, state=c.state, opens=c.opens, open_failures=c.open_failures,
-                    stalls=c.stalls, last_error=c.last_error,
+                    stalls=c.stalls, last_error=c.last_error, waiting=c.waiting,
                     last_frame_sec=round(now - c.last_frame_mono, 2) if c.last_frame_mono else None,
                     sampled_per_s=rates[0], extracted_per_s=rates[1], inferred_per_s=rates[2], share=rates[3],
                 )

@@ -4,6 +4,11 @@ Not an actor. The registry is written by the HTTP API's threads (register, heart
 supervisor's tick, which evicts services whose last heartbeat is older than ``heartbeat_timeout_sec`` and turns each
 change (``generation`` moved) into inference slots added to or retired from the pool. Every method takes one lock.
 
+As in the old system: registering an endpoint already registered under another id replaces that entry (the same
+endpoint is the same service, restarted under a new id); registering again under the same id replaces it too (times
+and heartbeat stats start again; its slots are rebuilt only when what it registered changed). A heartbeat may carry
+the old stats body (``HeartbeatStats``), shown in the listing.
+
 A ``Health`` is shared by every slot of one backend group (one remote service, or the local detector): the pool
 reads it to route (expected wait = (outstanding + 1) x latency EWMA) and to skip a service whose circuit is open; the
 inference actors of the group record each call's outcome in it. Circuit breaker: one failed or timed-out call opens
@@ -17,8 +22,10 @@ import logging
 import threading
 import time
 import uuid
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
 from ..core.metrics import ServiceStats
 
@@ -118,14 +125,49 @@ class ServiceInfo(msgspec.Struct, frozen=True):
     mode: str  # "url": JSON with image_url (the old protocol); "inline": JPEG in the body
 
 
+NonNegativeMs = Annotated[float, Meta(ge=0)]
+
+
+class HeartbeatStats(msgspec.Struct, frozen=True):
+    """The old heartbeat's optional body. Only these four numbers are kept (other fields are dropped when decoding),
+    so whatever a client sends, a service's stats take the same few bytes. Absent fields are 0, as in the old server,
+    which replaced the four at each heartbeat that carried a body."""
+
+    total_requests: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
+    avg_inference_time_ms: NonNegativeMs = 0.0
+    last_inference_time_ms: NonNegativeMs = 0.0
+    last_total_time_ms: NonNegativeMs = 0.0
+
+
 class _Service:
-    __slots__ = ("info", "health", "last_heartbeat", "stats")
+    __slots__ = ("info", "health", "last_heartbeat", "registered_wall", "beat_wall", "stats")
 
     def __init__(self, info: ServiceInfo, health: Health, now: float) -> None:
         self.info = info
         self.health = health
+        self.last_heartbeat = now  # monotonic: eviction
+        self.registered_wall = self.beat_wall = time.time()  # Unix time: the listing's register_at, last_heartbeat
+        self.stats = HeartbeatStats()
+
+    def beat(self, now: float) -> None:
         self.last_heartbeat = now
-        self.stats: dict[str, object] = {}
+        self.beat_wall = time.time()
+
+    def entry(self, now: float) -> dict[str, Any]:
+        """This service in ``GET /services``: the old server's fields first, then framewatch's own."""
+        info = self.info
+        circuit = self.health.state(now)
+        completed, failures, retries, ewma, last_error = self.health.counters()
+        return {
+            "service_id": info.service_id, "name": info.name, "task_types": list(info.task_types),
+            "endpoint": info.endpoint, "version": info.version, "register_at": int(self.registered_wall),
+            "last_heartbeat": int(self.beat_wall), **msgspec.structs.asdict(self.stats),
+            "status": "healthy" if circuit == CLOSED else "unhealthy",
+            "call_count": completed + failures,  # not in the spec; the old web console shows it
+            "max_concurrency": info.max_concurrency, "mode": info.mode, "circuit": circuit,
+            "heartbeat_age_sec": round(now - self.last_heartbeat, 2), "avg_latency_ms": round(ewma, 2),
+            "completed": completed, "failures": failures, "retries": retries, "last_error": last_error,
+        }
 
 
 class Registry:
@@ -140,34 +182,40 @@ class Registry:
         self.generation = 0
 
     def register(self, info: ServiceInfo, now: float | None = None) -> str:
-        """Add or update a service; an empty ``service_id`` gets a new one. Returns the id."""
+        """Add or replace a service; an empty ``service_id`` gets a new one. Returns the id."""
         now = time.monotonic() if now is None else now
         if not info.service_id:
             info = msgspec.structs.replace(info, service_id=uuid.uuid4().hex[:12])
         sid = info.service_id
         with self._lock:
+            replaced = [other for other, s in self._services.items()
+                        if other != sid and s.info.endpoint == info.endpoint]
+            for other in replaced:
+                self._remove_locked(other)
             health = self._health.get(sid)
             if health is None:
                 health = self._health[sid] = Health(sid, self._open_sec)
             health.revive()
             current = self._services.get(sid)
-            if current is not None and current.info == info:
-                current.last_heartbeat = now
-                return sid
             self._services[sid] = _Service(info, health, now)
-            self.generation += 1
-        log.info("algorithm service %s (%s) registered: %s, types %s, max_concurrency %d, mode %s",
-                 sid, info.name, info.endpoint, ",".join(info.task_types), info.max_concurrency, info.mode)
+            if current is None or current.info != info:
+                self.generation += 1
+        for other in replaced:
+            log.info("algorithm service %s replaced by %s: same endpoint %s", other, sid, info.endpoint)
+        if current is None or current.info != info:
+            log.info("algorithm service %s (%s) registered: %s, types %s, max_concurrency %d, mode %s", sid,
+                     info.name, info.endpoint, ",".join(info.task_types), info.max_concurrency, info.mode)
         return sid
 
-    def heartbeat(self, service_id: str, stats: dict[str, object] | None = None, now: float | None = None) -> bool:
-        """False when the service is unknown (evicted or never registered): it should register again."""
+    def heartbeat(self, service_id: str, stats: HeartbeatStats | None = None, now: float | None = None) -> bool:
+        """False when the service is unknown (evicted or never registered): it should register again. ``stats``
+        replace the last ones; a heartbeat without a body keeps them."""
         with self._lock:
             service = self._services.get(service_id)
             if service is None:
                 return False
-            service.last_heartbeat = time.monotonic() if now is None else now
-            if stats:
+            service.beat(time.monotonic() if now is None else now)
+            if stats is not None:
                 service.stats = stats
             return True
 
@@ -190,27 +238,26 @@ class Registry:
 
     def _remove(self, service_id: str) -> bool:
         with self._lock:
-            service = self._services.pop(service_id, None)
-            if service is None:
-                return False
-            service.health.evict()
-            self.generation += 1
-            return True
+            return self._remove_locked(service_id)
+
+    def _remove_locked(self, service_id: str) -> bool:
+        service = self._services.pop(service_id, None)
+        if service is None:
+            return False
+        service.health.evict()
+        self.generation += 1
+        return True
 
     def services(self) -> dict[str, tuple[ServiceInfo, Health]]:
         with self._lock:
             return {sid: (s.info, s.health) for sid, s in self._services.items()}
 
-    def listing(self, now: float | None = None) -> list[dict[str, object]]:
-        """``GET /api/v1/ai_analysis/services``: what each service registered, its state and its last stats."""
+    def listing(self, now: float | None = None) -> list[dict[str, Any]]:
+        """``GET /api/v1/ai_analysis/services``: one entry per service (``_Service.entry``), in registration order."""
         now = time.monotonic() if now is None else now
         with self._lock:
             services = list(self._services.values())
-        return [
-            {**msgspec.structs.asdict(s.info), "circuit": s.health.state(now),
-             "heartbeat_age_sec": round(now - s.last_heartbeat, 2), "stats": s.stats}
-            for s in services
-        ]
+        return [s.entry(now) for s in services]
 
     def statistics(self, outstanding: dict[str, int], slots: dict[str, int]) -> dict[str, ServiceStats]:
         """Per-service stats; ``outstanding`` and ``slots`` by service id come from the pool."""

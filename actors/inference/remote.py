@@ -2,18 +2,24 @@
 
 Wire format (unchanged from the system being replaced, so its services work as they are):
 
-- request, mode ``url``: ``POST <endpoint>`` with JSON ``{image_url, task_id, task_type, image_path, algo_config}``.
-  ``image_url`` is a presigned URL of the frame stored under its key (MinIO storage), or, with local storage (or
-  when the task stores no plain frames), ``<framewatch>/frames/<token>.jpg`` served by framewatch's own HTTP API for
-  that frame only while the call is in flight (an in-memory JPEG, removed when the call ends). ``image_path`` is the
-  frame's storage key (or ``inflight/<token>.jpg``); ``algo_config`` is the task's conf, unchanged.
+- request, mode ``url``: ``POST <endpoint>`` with JSON ``{image_url, task_id, task_type, image_path, algo_config,
+  algo_config_url}``. ``image_url`` is a presigned URL of the frame stored under its key (MinIO storage), or, with
+  local storage (or when the task stores no plain frames), ``<framewatch>/frames/<token>.jpg`` served by framewatch's
+  own HTTP API for that frame only while the call is in flight (an in-memory JPEG, removed when the call ends).
+  ``image_path`` is the frame's storage key (or ``inflight/<token>.jpg``); ``algo_config`` is the task's conf,
+  unchanged; ``algo_config_url`` is where the same object can be fetched as JSON: with MinIO storage, a presigned URL
+  (24 h, as the old system's) of the object the old system kept, ``<task_type>/<task_id>/algo_config.json``, put once
+  at start; otherwise (or when that put failed, or algo_config is empty)
+  ``<framewatch>/api/v1/ai_analysis/algo_config/<task_id>``.
 - request, mode ``inline`` (new, chosen per service at registration): ``POST <endpoint>?task_id=..&task_type=..
-  &image_path=..&algo_config=<JSON>`` (query string, URL-encoded) with the JPEG as the body,
+  &image_path=..&algo_config=<JSON>&algo_config_url=..`` (query string, URL-encoded) with the JPEG as the body,
   ``Content-Type: image/jpeg``. Nothing is stored only to be fetched back.
-- response: JSON ``{success, result, confidence, inference_time_ms, error}``. The detection count is read as the old
-  system read it: ``result.total_count | count | num | len(detections) | len(objects)``. Items of ``detections`` (or
-  ``objects``) may carry ``label``/``class``/``name``, ``score``/``confidence`` and ``box``/``bbox`` as
-  ``[x1, y1, x2, y2]`` in pixels, or in fractions of the frame when every coordinate is <= 1.
+- response: JSON ``{success, result, confidence, inference_time_ms, error}``; ``inference_time_ms`` and
+  ``confidence`` may be integers or floats, ``result`` is free-form (extras such as ``region_results`` or a
+  detection's ``region_id``/``region_name`` are ignored). The detection count is read as the old system read it:
+  ``result.total_count | count | num | len(detections) | len(objects)``. Items of ``detections`` (or ``objects``)
+  may carry ``label``/``class``/``name``, ``score``/``confidence`` and ``box``/``bbox`` as ``[x1, y1, x2, y2]`` in
+  pixels, or in fractions of the frame when every coordinate is <= 1.
 
 Decision: when the task type has a built-in rule (people counting, area intrusion) and the service returned a box
 for every detection, the built-in rule decides (so a ROI or a count threshold in ``algo_config`` means the same
@@ -21,16 +27,19 @@ whichever backend inferred); otherwise the old system's rule: alert when the cou
 
 A failed call (connection refused or reset, timeout, HTTP status other than 200, a body that is not the response
 JSON, ``success: false``) raises ``BackendUnavailable``: the inference actor opens the service's circuit and retries
-the frame elsewhere. Connections are kept alive and pooled per slot (urllib3), with bounded connect and total timeouts.
+the frame elsewhere. Connections are kept alive and pooled per slot (urllib3), with bounded connect and total timeouts;
+a service that closes the connection after each answer (the old examples: ``http.server.HTTPServer``, HTTP/1.0) gets
+a new connection per call, never a failed one (urllib3 drops a connection the answer said would close).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 import urllib3
@@ -39,10 +48,18 @@ from ..analytics.rules import Decision
 from ..core.messages import Detection, Frame
 from ..inference.registry import ServiceInfo
 from ..inference.slot import BackendUnavailable, Inferred, TaskRoute
-from ..storage.store import StoreError
+from ..storage.store import Store, StoreError, StoreUnavailable, join_key
 from ..storage.writer import ObjectWriter, encode_jpeg
 
+log = logging.getLogger(__name__)
+
 INFLIGHT_PREFIX = "inflight/"
+#: framewatch's HTTP API serves each task's algo_config at this path + the (URL-quoted) task id.
+ALGO_CONFIG_PATH = "/api/v1/ai_analysis/algo_config/"
+#: The object's name under ``<task_type>/<task_id>/`` in MinIO, as the old system stored it.
+ALGO_CONFIG_NAME = "algo_config.json"
+#: Validity of the presigned algo_config URL (the old system's); one is signed per request, locally.
+ALGO_CONFIG_URL_SEC = 24 * 3600.0
 
 
 class WireRequest(msgspec.Struct, frozen=True):
@@ -51,6 +68,7 @@ class WireRequest(msgspec.Struct, frozen=True):
     task_type: str
     image_path: str
     algo_config: dict[str, Any]
+    algo_config_url: str = ""  # a default, so a request of an older framewatch still decodes (reference service)
 
 
 class WireResponse(msgspec.Struct, frozen=True):
@@ -125,10 +143,12 @@ def decide(response: WireResponse, frame: Frame, route: TaskRoute, jpeg: bytes |
     count = read_count(response.result)
     detections, boxed = read_detections(response.result, w, h)
     if route.rule is not None and detections and boxed:
-        return Inferred(decision=route.rule.evaluate(detections, w, h), detected=True, jpeg=jpeg,
-                        frame_stored=frame_stored)
-    decision = Decision(alert=count > 0, rule="count>0", counts={"count": count}, detections=detections)
-    return Inferred(decision=decision, detected=count > 0 or bool(detections), jpeg=jpeg, frame_stored=frame_stored)
+        decision, detected = route.rule.evaluate(detections, w, h), True
+    else:
+        decision = Decision(alert=count > 0, rule="count>0", counts={"count": count}, detections=detections)
+        detected = count > 0 or bool(detections)
+    return Inferred(decision=decision, detected=detected, jpeg=jpeg, frame_stored=frame_stored,
+                    result=response.result)
 
 
 # --- where a service fetches the frame from (mode "url") ----------------------------------------------------------
@@ -148,11 +168,13 @@ class ImageLinks(Protocol):
 
 
 class InflightImages:
-    """JPEGs of frames being inferred remotely, served by the HTTP API at ``/frames/<token>.jpg`` while in flight."""
+    """What framewatch's HTTP API serves to remote services: JPEGs of frames being inferred remotely, at
+    ``/frames/<token>.jpg`` while in flight, and each task's algo_config at ``ALGO_CONFIG_PATH<task_id>``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._images: dict[str, bytes] = {}
+        self._configs: dict[str, bytes] = {}  # task id -> its algo_config as JSON (set at start, then read-only)
         self.base_url = ""  # set once the HTTP API is listening
 
     def publish(self, frame: Frame, route: TaskRoute, jpeg: bytes) -> ImageLink:
@@ -173,6 +195,57 @@ class InflightImages:
     def __len__(self) -> int:
         with self._lock:
             return len(self._images)
+
+    def serve_config(self, task_id: str, document: bytes) -> Callable[[], str]:
+        """Serve ``document`` (the task's algo_config as JSON); returns the task's ``algo_config_url`` ("" until the
+        HTTP API listens)."""
+        with self._lock:
+            self._configs[task_id] = document
+        path = ALGO_CONFIG_PATH + quote(task_id, safe="")
+        return lambda: f"{self.base_url}{path}" if self.base_url else ""
+
+    def config(self, task_id: str) -> bytes | None:
+        with self._lock:
+            return self._configs.get(task_id)
+
+
+class PresignedConfig:
+    """A task's ``algo_config_url`` with MinIO storage: a presigned URL of its stored object, signed per request (a
+    local HMAC: the bucket's region was cached by the put at start, so no request to the server), so a service never
+    holds an expired one; framewatch's own URL if signing fails."""
+
+    def __init__(self, store: Store, key: str, fallback: Callable[[], str]) -> None:
+        self._store = store  # has presigned_url(key, expires_sec)
+        self._key = key
+        self._fallback = fallback
+
+    def __call__(self) -> str:
+        try:
+            url: str = self._store.presigned_url(self._key, ALGO_CONFIG_URL_SEC)  # type: ignore[attr-defined]
+        except StoreError:
+            return self._fallback()
+        return url
+
+
+def publish_algo_config(store: Store, images: InflightImages, task_type: str, task_id: str,
+                        algo_config: Mapping[str, Any]) -> Callable[[], str]:
+    """Make a task's algo_config fetchable by remote services; returns its ``algo_config_url`` (see the module
+    docstring). The object is put directly, not through the writer: it is not a frame, retention must not index it.
+    A failed put (storage down at start) leaves the task on framewatch's own URL for this run. An empty algo_config
+    is not put either: an object already there (written by the old system's console) is never overwritten with
+    nothing."""
+    document = _ENCODER.encode(algo_config)
+    served = images.serve_config(task_id, document)
+    if not algo_config or not hasattr(store, "presigned_url"):
+        return served
+    key = join_key(task_type, task_id, ALGO_CONFIG_NAME)
+    try:
+        store.put(key, document, "application/json")
+    except StoreError as exc:
+        level = logging.INFO if isinstance(exc, StoreUnavailable) else logging.WARNING  # the store logs its outage
+        log.log(level, "task %s: %s not stored (%s); services fetch it from framewatch's HTTP API", task_id, key, exc)
+        return served
+    return PresignedConfig(store, key, served)
 
 
 class PresignedImages:
@@ -210,6 +283,8 @@ class RemoteBackend:
     def __init__(self, info: ServiceInfo, links: ImageLinks, *, connect_timeout_sec: float, timeout_sec: float,
                  jpeg_quality: int = 80) -> None:
         self.name = f"remote:{info.name}"
+        self.algorithm_id = info.service_id
+        self.algorithm_name = info.name
         self._info = info
         self._links = links
         self._quality = jpeg_quality
@@ -225,13 +300,15 @@ class RemoteBackend:
         if self._info.mode == "inline":
             fields = {"task_id": frame.task_id, "task_type": frame.task_type,
                       "image_path": route.frame_key(frame) or "",
-                      "algo_config": _ENCODER.encode(route.algo_config).decode()}
+                      "algo_config": _ENCODER.encode(route.algo_config).decode(),
+                      "algo_config_url": route.algo_config_url()}
             data = self._post(f"{self._info.endpoint}?{urlencode(fields)}", jpeg, "image/jpeg")
             return decide(data, frame, route, jpeg)
         link = self._links.publish(frame, route, jpeg)
         try:
             body = _ENCODER.encode(WireRequest(image_url=link.url, task_id=frame.task_id, task_type=frame.task_type,
-                                               image_path=link.image_path, algo_config=route.algo_config))
+                                               image_path=link.image_path, algo_config=route.algo_config,
+                                               algo_config_url=route.algo_config_url()))
             data = self._post(self._info.endpoint, body, "application/json")
         finally:
             self._links.release(link)

@@ -134,7 +134,7 @@ class Service:
             with self.lock:
                 stats = {"served": self.served, "failed": self.failed}
             status, _ = self._call(f"/api/v1/ai_analysis/heartbeat/{self.service_id}", stats)
-            if status == 404:
+            if status in (400, 404):  # unknown id (evicted): 400 as the old server answered, 404 before
                 interval = self.register(port)
         status, _ = self._call(f"/api/v1/ai_analysis/unregister/{self.service_id}")
         log.info("unregistered (%s)", status or "framewatch unreachable")

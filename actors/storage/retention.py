@@ -2,7 +2,9 @@
 
 It keeps, per indexed prefix (a task's frames, a task's alert images), an ordered index of the keys stored there:
 built once at start from one listing per prefix, then maintained from ``Stored`` messages, so the bucket is never
-listed again. Each new key costs an append and, past the bound, a pop: O(1) per frame whatever the number of objects.
+listed again. Keys whose name is not a frame key (no time in it, ``key_time`` is None: the old system's
+``algo_config.json`` beside a task's frames, anything else put there) are left out of the index: never counted,
+never deleted. Each new key costs an append and, past the bound, a pop: O(1) per frame whatever the number of objects.
 
 Messages: ``Stored`` (from the writer), ``Sweep`` (timer, every second: age bounds, retries, the delete batch).
 Deletes are collected and sent in one call per sweep, or sooner when 100 are waiting, so deleting costs one request
@@ -46,15 +48,24 @@ class Bound(msgspec.Struct, frozen=True):
     max_age_sec: float | None = None
 
 
+#: framewatch's key names (``20251118T172959.123Z-000000042.jpg``) and the old system's (``20251118-172959.123.jpg``,
+#: Go's ``20060102-150405.000``), so frames a migrated site left behind are indexed, bounded and aged like ours. The
+#: old names carry no time zone: read as UTC (an age bound may be off by the site's offset for those frames only).
+_STAMP_FORMATS = ("%Y%m%dT%H%M%S", "%Y%m%d-%H%M%S")
+
+
 def key_time(key: str) -> float | None:
-    """Wall time encoded in a key's name (``...YYYYmmddTHHMMSS.mmmZ-seq.jpg``), or None for foreign keys."""
+    """Wall time encoded in a key's name (see ``_STAMP_FORMATS``), or None for foreign keys."""
     name = key.rsplit("/", 1)[-1]
-    try:
-        stamp = name[:19]  # 20251118T172959.123
-        secs = calendar.timegm(time.strptime(stamp[:15], "%Y%m%dT%H%M%S"))
-        return secs + int(stamp[16:19]) / 1000
-    except (ValueError, IndexError):
+    if len(name) < 19 or name[15] != ".":
         return None
+    for fmt in _STAMP_FORMATS:
+        try:
+            secs = calendar.timegm(time.strptime(name[:15], fmt))
+            return secs + int(name[16:19]) / 1000
+        except ValueError:
+            continue
+    return None
 
 
 class RetentionStats(msgspec.Struct, frozen=True):
@@ -139,6 +150,8 @@ class RetentionActor(ChildActor):
         self.listings += 1
         try:
             for key in self._store.list_keys(prefix):
+                if key_time(key) is None:
+                    continue  # not a frame (the old system's algo_config.json sits beside a task's frames): never ours
                 if key not in seen:
                     listed.append(key)
                     self._trim(listed, bound)  # memory stays at the bound even for a million leftover objects
