@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
-from framewatch.actors.core.config import SAFE_MAX_FRAME_COUNT, ConfigError, decode_config, load_config
+from framewatch.actors.core.config import SAFE_MAX_FRAME_COUNT, Config, ConfigError, decode_config, load_config
 from framewatch.actors.core.urls import SyntheticParams, parse_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,3 +272,69 @@ def test_a_conf_with_no_enabled_task_loads_with_a_notice():
     assert NO_TASK not in decode_config(TASK).notices
     disabled = decode_config("[frame_extractor]\nenable = false\n").notices
     assert disabled == ["frame_extractor.enable = false: no task runs"]  # already said; not said twice
+
+
+# --- the old system's keys and its whole file ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    TASK + "fsp = 3\n",
+    TASK + "interval_ms = 1979-05-27\n",
+    "[frame_extractor]\nscan_interval_sec = 1979-05-27T07:32:00Z\n",
+    "http = 3\n",
+    "[frame_extractor]\ntasks = {}\n",
+    "[backpressure]\nlow_watermark = 5\n",
+    TASK + "config_status = 'maybe'\n",
+])
+def test_framewatchs_tables_are_decoded_exactly_as_a_strict_decode_of_the_whole_file_would(text):
+    with pytest.raises(msgspec.ValidationError) as strict:
+        msgspec.toml.decode(text, type=Config)
+    assert error_of(text) == error_of("lanip = ''\n" + text + "\n[rtspconfig]\naddr = ':554'\n") == str(strict.value)
+
+
+def test_the_old_task_keys_load_and_an_unset_save_alert_image_means_stored():
+    text = TASK + ("preferred_algorithm_endpoint = 'http://10.0.0.5:8000/infer'\nconfig_status = 'configured'\n"
+                   "preview_image = 'previews/cam-1.jpg'\nsave_alert_image = false\n") + TASK.replace("cam-1", "cam-2")
+    cfg = decode_config(text).config
+    pinned, plain = cfg.frame_extractor.tasks
+    assert (pinned.preferred_algorithm_endpoint, pinned.config_status, pinned.preview_image) == (
+        "http://10.0.0.5:8000/infer", "configured", "previews/cam-1.jpg")
+    assert (plain.preferred_algorithm_endpoint, plain.config_status, plain.preview_image) == (None, None, None)
+    assert (cfg.task_save_alert_image(pinned), plain.save_alert_image, cfg.task_save_alert_image(plain)) == (
+        False, None, True)
+
+
+NOT_HTTP = "not an http:// or https:// URL; write the endpoint the service registers with, http://HOST[:PORT]/PATH"
+
+
+@pytest.mark.parametrize(("endpoint", "reason"), [
+    ("10.0.0.5:8000/infer", NOT_HTTP),
+    ("", NOT_HTTP),
+    ("rtsp://10.0.0.5/infer", NOT_HTTP),
+    ("HTTP://10.0.0.5/infer", NOT_HTTP),
+    ("http:///infer", "no host; write http://HOST[:PORT]/PATH"),
+    ("https://algo:80a/infer", "bad port '80a'; use a number from 1 to 65535"),
+    ("http://algo host:8000/infer", "contains whitespace; remove it"),
+])
+def test_a_preferred_algorithm_endpoint_that_is_not_an_http_url_with_a_host_is_refused(endpoint, reason):
+    text = second_task("synthetic://b", enabled=False) + f"preferred_algorithm_endpoint = {endpoint!r}\n"
+    where = "$.frame_extractor.tasks[1].preferred_algorithm_endpoint"
+    assert error_of(text) == f"bad algorithm service endpoint {endpoint!r}: {reason} - at `{where}`"
+
+
+def test_the_old_ai_analysis_keys_are_accepted_with_their_defaults_and_notices():
+    ai = decode_config(TASK).config.ai_analysis
+    assert (ai.max_alerts_in_db, ai.alert_image_move_concurrent) == (1000, None)
+    loaded = decode_config("[ai_analysis]\nalert_image_move_concurrent = 50\nmax_alerts_in_db = 0\n" + TASK)
+    assert loaded.notices == [
+        "ai_analysis.alert_image_move_concurrent is ignored: framewatch stores alert images directly, "
+        "it moves no frames",
+        "ai_analysis.max_alerts_in_db = 0 means an unlimited alert history; alert rows will pile up",
+    ]
+    assert error_of("[ai_analysis]\nmax_alerts_in_db = -1\n") == (
+        "Expected `int` >= 0 - at `$.ai_analysis.max_alerts_in_db`"
+    )
+
+
+def test_tables_and_keys_that_are_not_framewatchs_are_named_once_tables_first():
+    loaded = decode_config("serverid = 'local'\nlanip = ''\n[vodconfig]\nhlstime = 8\n[base]\ntimeout = 0\n" + TASK)
+    assert loaded.notices == ["not used by framewatch: [base], [vodconfig], lanip, serverid"]
