@@ -33,7 +33,10 @@ import pykka  # noqa: E402
 from framewatch.actors.alerts.actor import AlertActor, MemorySpool  # noqa: E402
 from framewatch.actors.alerts.kafka import KafkaSink  # noqa: E402
 from framewatch.actors.core.config import MinioConf  # noqa: E402
-from framewatch.actors.core.messages import Alert, AlertStatsRequest, Detection, Flush, RetentionStatsRequest, Stored  # noqa: E402
+from framewatch.actors.analytics.rules import Decision  # noqa: E402
+from framewatch.actors.core.messages import (  # noqa: E402
+    Alert, AlertStatsRequest, Detection, Flush, Frame, RetentionStatsRequest, Stored)
+from framewatch.actors.inference.slot import make_alert  # noqa: E402
 from framewatch.actors.core.metrics import Metrics  # noqa: E402
 from framewatch.actors.storage.minio import MinioStore  # noqa: E402
 from framewatch.actors.storage.retention import Bound, RetentionActor  # noqa: E402
@@ -114,11 +117,15 @@ def retention_cost(endpoint: str, objects: int, frames: int) -> dict[str, float]
 
 
 def _alert(i: int) -> Alert:
-    return Alert(id=uuid.uuid4().hex, task_id=f"cam-{i % 4:02d}", task_type="人数统计",
-                 time="2026-11-29T06:00:00.000Z", rule="people_counting",
-                 detections=[Detection(label="person", score=0.9, box=(10, 20, 110, 220))], counts={"person": 1},
-                 image_key=f"alerts/人数统计/cam-{i % 4:02d}/{i:09d}.jpg", image_stored=True, inference_ms=41.0,
-                 backend="ssdlite-person", frame_seq=i)
+    """An alert as an inference slot makes it (``make_alert``: the record's numeric id and derived fields)."""
+    cam = f"cam-{i % 4:02d}"
+    frame = Frame(task_id=cam, task_type="人数统计", seq=i, captured_at=1_795_932_000 + i * 0.2, captured_mono=0.0,
+                  image=None)
+    decision = Decision(alert=True, rule="people_counting", counts={"person": 1},
+                        detections=[Detection(label="person", score=0.9, box=(10, 20, 110, 220))])
+    alert = make_alert(frame, decision, image_key=f"alerts/人数统计/{cam}/{i:09d}.jpg", inference_ms=41.0,
+                       backend="ssdlite-person")
+    return msgspec.structs.replace(alert, image_stored=True)
 
 
 def kafka_rate(bootstrap: str, alerts: int, batching: bool, batch_size: int = 100) -> dict[str, float]:

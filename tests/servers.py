@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from framewatch.actors.core.config import MinioConf
-from framewatch.actors.core.messages import Alert, Detection
+from framewatch.actors.core.messages import Alert, Detection, Frame
 
 from tests.waiting import wait_for as wait_until  # noqa: F401 - the servers' tests wait the same way
 
@@ -288,22 +288,21 @@ def kafka_threads() -> list[str]:
 
 
 def make_alert(task_id: str, seq: int, **overrides: object) -> Alert:
-    values: dict[str, object] = dict(
-        id=f"{task_id}-{seq:06d}",
-        task_id=task_id,
-        task_type="people_counting",
-        time=f"2026-11-29T06:00:{seq % 60:02d}.{seq % 1000:03d}Z",
-        rule="people_counting",
-        detections=[Detection(label="person", score=0.875, box=(10, 20, 110, 220))],
-        counts={"person": 1 + seq % 3},
-        image_key=f"alerts/people_counting/{task_id}/{seq:09d}.jpg",
-        image_stored=seq % 2 == 0,
-        inference_ms=41.5,
-        backend="ssdlite",
-        frame_seq=seq,
-    )
-    values.update(overrides)
-    return Alert(**values)  # type: ignore[arg-type]
+    """The alert an inference slot makes (``slot.make_alert``: a numeric id of its own, the record's derived fields)
+    for frame ``seq`` of a people counting camera, with ``overrides`` applied. Alerts of seqs with the same number of
+    digits and the same ``image_stored`` encode to the same size."""
+    import msgspec
+    from framewatch.actors.analytics.rules import Decision
+    from framewatch.actors.inference import slot
+
+    frame = Frame(task_id=task_id, task_type="people_counting", seq=seq, captured_at=1_795_932_000 + seq * 0.2,
+                  captured_mono=0.0, image=None)
+    decision = Decision(alert=True, rule="people_counting", counts={"person": 1 + seq % 3},
+                        detections=[Detection(label="person", score=0.875, box=(10, 20, 110, 220))])
+    alert = slot.make_alert(frame, decision, image_key=f"alerts/people_counting/{task_id}/{seq:09d}.jpg",
+                            inference_ms=41.5, backend="ssdlite")
+    values: dict[str, object] = {"image_stored": seq % 2 == 0, **overrides}
+    return msgspec.structs.replace(alert, **values)
 
 
 # --- a running framewatch against these servers ----------------------------------------------------------------------
@@ -383,7 +382,27 @@ def object_names(bucket: str, prefix: str, endpoint: str = S3_ENDPOINT) -> list[
 
 
 def read_alerts(path: Path) -> list[Alert]:
+    return [decode_alert(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def decode_alert(data: bytes) -> Alert:
+    """One ``alerts.jsonl`` line or Kafka record value as framewatch reads it (the spool's decoder)."""
     import msgspec
 
-    decode = msgspec.json.Decoder(Alert).decode
-    return [decode(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+    return msgspec.json.decode(data, type=Alert)
+
+
+def first_deliveries(records: list) -> list[Alert]:  # type: ignore[type-arg]
+    """The Kafka records' alerts in topic order, each numeric id once: a redelivered alert must be the same alert,
+    byte for byte (so two alerts never share an id); every record is keyed by its task id."""
+    seen: dict[int, bytes] = {}
+    out = []
+    for record in records:
+        alert = decode_alert(record.value)
+        assert record.key == alert.task_id.encode()
+        if alert.id in seen:
+            assert seen[alert.id] == record.value, "a redelivery differs from the first delivery"
+            continue
+        seen[alert.id] = record.value
+        out.append(alert)
+    return out

@@ -7,30 +7,21 @@ import logging
 import threading
 import time
 
-import msgspec
 from framewatch.actors.core.config import decode_config
 from framewatch.actors.core.messages import Alert
 from framewatch.actors.system import Running
 
-from tests.servers import KAFKA_BOOTSTRAP, Spotter, TansuBroker, consume, pipeline_conf, require_kafka, unique_name
+from tests.servers import (
+    KAFKA_BOOTSTRAP,
+    Spotter,
+    TansuBroker,
+    consume,
+    first_deliveries,
+    pipeline_conf,
+    require_kafka,
+    unique_name,
+)
 from tests.waiting import wait_for
-
-decode_alert = msgspec.json.Decoder(Alert).decode
-
-
-def first_deliveries(records: list) -> list[Alert]:  # type: ignore[type-arg]
-    """The records' alerts in topic order, each id once (a redelivered alert must be the same alert)."""
-    seen: dict[str, bytes] = {}
-    out = []
-    for record in records:
-        alert = decode_alert(record.value)
-        assert record.key == alert.task_id.encode()
-        if alert.id in seen:
-            assert seen[alert.id] == record.value, "a redelivery differs from the first delivery"
-            continue
-        seen[alert.id] = record.value
-        out.append(alert)
-    return out
 
 
 def consume_distinct(bootstrap: str, topic: str, distinct: int, earlier: list) -> list:  # type: ignore[type-arg]
@@ -76,7 +67,8 @@ def test_alerts_on_the_topic_are_the_alerts_the_stats_counted_keyed_and_in_order
     for cam, stats in final.cameras.items():
         assert sum(a.task_id == cam for a in alerts) == stats.alerts
     assert_in_order_per_camera(alerts)
-    assert {a.schema for a in alerts} == {1}
+    assert {a.schema for a in alerts} == {2}
+    assert len({a.uid for a in alerts}) == len(alerts)
 
 
 def test_a_broker_down_for_10_s_loses_nothing_the_spool_replays_in_order_with_the_same_ids(tmp_path):

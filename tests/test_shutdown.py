@@ -71,9 +71,9 @@ def test_after_sigterm_alerts_jsonl_holds_exactly_the_alerts_the_stats_counted(t
     alerts = [json.loads(line) for line in lines]
     assert len(alerts) == final["alerts"]["written"] == final["alerts"]["emitted"] >= 5
     assert final["alerts"]["dropped"] == 0 and final["totals"]["in_flight"] == 0
-    assert len({a["id"] for a in alerts}) == len(alerts)
+    assert len({a["id"] for a in alerts}) == len({a["uid"] for a in alerts}) == len(alerts)
     first = alerts[0]
-    assert first["schema"] == 1 and first["task_id"] in ("count", "intrusion")
+    assert first["schema"] == 2 and first["task_id"] in ("count", "intrusion") and isinstance(first["id"], int)
     assert first["detections"] and first["detections"][0]["label"] == "person"
     assert (tmp_path / "frames" / first["image_key"]).is_file() == first["image_stored"] is True
     # The order of the shutdown, as logged: sources, inference, storage, alerts, timers (the tree's reverse order).

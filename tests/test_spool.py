@@ -7,24 +7,14 @@ from pathlib import Path
 import pytest
 from framewatch.actors.alerts.sinks import encode_alert
 from framewatch.actors.alerts.spool import Spool
-from framewatch.actors.core.messages import Alert, Detection
+from framewatch.actors.core.messages import Alert
+
+from tests.servers import make_alert
 
 
 def alert(seq: int, task_id: str = "cam-01") -> Alert:
-    return Alert(
-        id=f"{task_id}-{seq:06d}",
-        task_id=task_id,
-        task_type="people_counting",
-        time="2026-11-29T06:00:00.000Z",
-        rule="people_counting",
-        detections=[Detection(label="person", score=0.9, box=(1, 2, 3, 4))],
-        counts={"person": 1},
-        image_key=None,
-        image_stored=False,
-        inference_ms=40.0,
-        backend="ssdlite",
-        frame_seq=100_000 + seq,  # fixed width: every alert encodes to the same size
-    )
+    # fixed-width seqs, one image_stored: every alert encodes to the same size
+    return make_alert(task_id, 100_000 + seq, image_stored=False)
 
 
 def seqs(alerts: list[Alert]) -> list[int]:
@@ -41,13 +31,14 @@ def spool_dir(tmp_path: Path) -> Path:
 
 def test_alerts_come_back_oldest_first_and_drop_removes_the_oldest(spool_dir: Path) -> None:
     spool = Spool(spool_dir)
-    assert spool.append([alert(i) for i in range(5)]) == 0
-    assert spool.append([alert(5), alert(6)]) == 0
+    sent = [alert(i) for i in range(7)]
+    assert spool.append(sent[:5]) == 0
+    assert spool.append(sent[5:]) == 0
 
     assert len(spool) == 7 and spool.bytes == 7 * SIZE
     assert seqs(spool.peek(3)) == [0, 1, 2]
-    assert seqs(spool.peek(100)) == list(range(7))
-    assert spool.peek(3)[0] == alert(0)  # every field survives the round trip
+    assert spool.peek(100) == sent  # every field survives the round trip, the numeric id too
+    assert [encode_alert(a) for a in spool.peek(100)] == [encode_alert(a) for a in sent]  # and replays the same bytes
 
     spool.drop(3)
     assert seqs(spool.peek(100)) == [3, 4, 5, 6]
@@ -81,13 +72,15 @@ def test_a_batch_larger_than_the_bound_keeps_only_its_newest_alerts(spool_dir: P
 
 def test_a_new_spool_on_the_same_directory_sees_the_undelivered_alerts_in_order(spool_dir: Path) -> None:
     spool = Spool(spool_dir, segment_bytes=4 * SIZE)  # several segments
+    sent = [alert(i) for i in range(20)]
     for start in range(0, 20, 5):
-        spool.append([alert(i) for i in range(start, start + 5)])
+        spool.append(sent[start : start + 5])
     spool.drop(7)
     spool.close()
 
     reopened = Spool(spool_dir, segment_bytes=4 * SIZE)
     assert seqs(reopened.peek(100)) == list(range(7, 20))
+    assert reopened.peek(100) == sent[7:]  # a process that reopens the spool replays the same alerts, ids included
     assert len(reopened) == 13 and reopened.bytes == 13 * SIZE
     reopened.append([alert(20)])
     reopened.drop(2)

@@ -1,12 +1,13 @@
 """The Kafka backend of the ``Sink`` interface (``ai_analysis.mq_type = "kafka"``).
 
 Each alert is one record on ``ai_analysis.mq_topic``: key = the task id (UTF-8), so one camera's alerts land on one
-partition and stay in order; value = ``sinks.encode_alert(alert)`` (JSON with its ``schema`` version).
+partition and stay in order; value = ``sinks.encode_alert(alert)``: the old system's alert row as JSON (numeric
+``id``, ``result`` as a string...) plus framewatch's fields, ``schema`` 2 (``core.messages.Alert``, README).
 
 ``write(batch)`` sends the batch and waits until the broker confirmed every record (``acks='all'``), within
 ``timeout_sec``; otherwise it raises ``SinkError`` and the alert actor keeps the batch in its spool. Order holds across
 retries (idempotent producer, one request in flight). A batch that failed may still have been partly written, so
-delivery is at-least-once: consumers dedupe on ``Alert.id``.
+delivery is at-least-once: consumers dedupe on ``Alert.id``, which a redelivery keeps, with the same bytes.
 
 The producer is created on the first ``write`` (never in ``__init__``, which runs on the caller's thread), and after a
 failure it is closed and created again on the next ``write``: a broker that was down is picked up when it returns.

@@ -10,11 +10,15 @@ their fields means bumping ``ALERT_SCHEMA_VERSION``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
-ALERT_SCHEMA_VERSION = 1
+from .ids import MAX_SAFE_INTEGER
+
+ALERT_SCHEMA_VERSION = 2
+"""Version 2: the old system's alert row first (numeric ``id``...), the random id moved to ``uid``."""
 
 
 class Detection(msgspec.Struct, frozen=True):
@@ -37,19 +41,38 @@ class Frame(msgspec.Struct, frozen=True):
     retry_of: str = ""  # set when the frame is retried: the backend group (service id) that failed it; never twice
 
 
-class Alert(msgspec.Struct, frozen=True):
-    """An alert as written to the sink. ``image_stored`` is False when its image could not be stored."""
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """An alert, and its record on the wire: one Kafka record value, one ``alerts.jsonl`` line (schema in the README).
 
-    id: str
+    The first fields are the old system's alert row with the old types, which its consumers decode strictly (a Go
+    ``uint`` id, ``result`` a string); framewatch's own fields follow (extra fields are ignored by those consumers).
+    Every field is set once, when the alert is made (``inference.slot.make_alert``), except ``image_stored`` and
+    ``image_url``, set by the writer once it stored the image. The spool stores and replays the struct whole, so a
+    redelivered alert has the same ``id`` and the same bytes.
+    """
+
+    # --- the old row -----------------------------------------------------------------------------------------------
+    id: Annotated[int, Meta(ge=0, le=MAX_SAFE_INTEGER)]  # ``core.ids``: unique, increasing, exact in JavaScript
     task_id: str
     task_type: str
-    time: str  # UTC, ISO 8601 with milliseconds
+    image_path: str  # storage key of the alert image (relative to the store's base path), "" without an image
+    image_url: str = ""  # presigned GET URL of the stored image (MinIO, valid 24 h), else ""
+    algorithm_id: str  # the backend: the local detector's name or the remote service's id
+    algorithm_name: str  # the local detector's name or the remote service's name
+    result: str  # JSON text: the service's result object, or {"total_count", "detections"} from the local detector
+    confidence: float  # highest detection score, 0.0 when none
+    detection_count: int
+    inference_time_ms: int  # the backend call as framewatch timed it (for a remote service: the round trip)
+    created_at: str  # RFC 3339 (UTC, milliseconds): when the alert was made
+    updated_at: str  # the same: an alert is not changed after it leaves
+    # --- framewatch ------------------------------------------------------------------------------------------------
+    uid: str  # a random hex id (schema 1's ``id``)
+    time: str  # capture time of the frame, UTC, ISO 8601 with milliseconds
     rule: str
     detections: list[Detection]
     counts: dict[str, int]
     image_key: str | None
-    image_stored: bool
-    inference_ms: float
+    image_stored: bool = False
     backend: str
     frame_seq: int
     schema: int = ALERT_SCHEMA_VERSION

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..analytics.rules import Decision, Rule
+from ..core.ids import next_alert_id
 from ..core.messages import Alert, Frame, StoreFrame
 from ..core.metrics import Metrics
 from ..core.supervision import ChildActor, Link
@@ -45,14 +46,18 @@ log = logging.getLogger(__name__)
 class TaskRoute:
     """What inference needs to know about a task: its rule, its conf, and where its frames and alert images go."""
 
-    __slots__ = ("rule", "frame_prefix", "alert_prefix", "algo_config")
+    __slots__ = ("rule", "frame_prefix", "alert_prefix", "algo_config", "algo_config_url", "save_alert_image")
 
     def __init__(self, rule: Rule | None, frame_prefix: str | None, alert_prefix: str,
-                 algo_config: Mapping[str, Any] | None = None) -> None:
+                 algo_config: Mapping[str, Any] | None = None, *, save_alert_image: bool = True) -> None:
         self.rule = rule
+        self.save_alert_image = save_alert_image  # False: this task's alerts go out without an image
         self.frame_prefix = frame_prefix  # None: do not store plain frames (save_only_with_detection)
         self.alert_prefix = alert_prefix
         self.algo_config = dict(algo_config or {})  # sent unchanged to remote services
+        # Where a remote service can fetch algo_config, called per request (a presigned URL is signed afresh); set
+        # once storage is connected (``System.connect``, ``remote.publish_algo_config``). "" until then.
+        self.algo_config_url: Callable[[], str] = lambda: ""
 
     def frame_key(self, frame: Frame) -> str | None:
         return frame_key(self.frame_prefix, frame.captured_at, frame.seq) if self.frame_prefix else None
@@ -64,6 +69,7 @@ class Inferred(msgspec.Struct, frozen=True):
     decision: Decision
     detected: bool  # anything detected at all (the ``with_detections`` counter), whether or not it alerts
     jpeg: bytes | None = None  # the frame as encoded for a remote service: the writer stores these bytes
+    result: Any = None  # a remote service's ``result`` object as it answered (the alert record carries it)
     frame_stored: bool = False  # the frame is already stored under its key (and indexed): a presigned URL points at it
 
 
@@ -73,7 +79,9 @@ class BackendUnavailable(Exception):
 
 
 class Backend(Protocol):
-    name: str  # reported in alerts
+    name: str  # reported in alerts (``backend``)
+    algorithm_id: str  # the old record's ``algorithm_id`` / ``algorithm_name``: the detector, or the service
+    algorithm_name: str
 
     def infer(self, frame: Frame, route: TaskRoute) -> Inferred:
         """Decide on ``frame``; raises ``BackendUnavailable``, or anything else for a bug (the actor crashes)."""
@@ -87,7 +95,7 @@ class LocalBackend:
 
     def __init__(self, detector: Detector) -> None:
         self._detector = detector
-        self.name = detector.name
+        self.name = self.algorithm_id = self.algorithm_name = detector.name
 
     def infer(self, frame: Frame, route: TaskRoute) -> Inferred:
         if route.rule is None:
@@ -105,22 +113,59 @@ def local_backend(detector_factory: Callable[[], Detector]) -> Callable[[], Back
 
 
 def utc_iso(wall: float) -> str:
-    ms = int(round(wall * 1000))
+    """``wall`` (seconds since the epoch) as RFC 3339 in UTC with milliseconds: ``2026-11-29T06:25:54.384Z``."""
+    ms = round(wall * 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
-def make_alert(frame: Frame, decision: Decision, *, image_key: str, inference_ms: float, backend: str) -> Alert:
+def _local_result(decision: Decision, count: int) -> dict[str, Any]:
+    """What an old algorithm service would have answered for this decision (its ``result`` object): ``total_count``,
+    ``detections`` as ``{class, confidence, bbox}`` and, with regions, each detection's ``region_id``/``region_name``
+    and the ``region_results``."""
+    names = {r.region_id: r.region_name for r in decision.regions}
+    items = []
+    for i, d in enumerate(decision.detections):
+        item: dict[str, Any] = {"class": d.label, "confidence": d.score, "bbox": d.box}
+        region = decision.detection_regions[i] if i < len(decision.detection_regions) else ""
+        if region:
+            item.update(region_id=region, region_name=names.get(region, ""))
+        items.append(item)
+    result: dict[str, Any] = {"total_count": count, "detections": items}
+    if decision.regions:
+        result["region_results"] = decision.regions
+    return result
+
+
+def make_alert(frame: Frame, decision: Decision, *, image_key: str | None, inference_ms: float, backend: str,
+               algorithm_id: str = "", algorithm_name: str = "", result: Any = None) -> Alert:
+    """The alert for ``frame``, with its numeric id drawn now (once: a redelivery replays this struct).
+
+    ``image_key`` None: the alert has no image. ``algorithm_id``/``algorithm_name`` default to ``backend``. ``result``
+    is a remote service's result object, put in the record as it came; ``None`` builds the local equivalent."""
+    detections = decision.detections
+    # A service may report only a count (``total_count`` without a detection list): the decision's count then.
+    count = len(detections) or max(decision.counts.values(), default=0)
+    made = utc_iso(time.time())
     return Alert(
-        id=uuid.uuid4().hex,
+        id=next_alert_id(),
         task_id=frame.task_id,
         task_type=frame.task_type,
+        image_path=image_key or "",
+        algorithm_id=algorithm_id or backend,
+        algorithm_name=algorithm_name or backend,
+        result=msgspec.json.encode(_local_result(decision, count) if result is None else result).decode(),
+        confidence=max((d.score for d in detections), default=0.0),
+        detection_count=count,
+        inference_time_ms=round(inference_ms),
+        created_at=made,
+        updated_at=made,
+        uid=uuid.uuid4().hex,
         time=utc_iso(frame.captured_at),
         rule=decision.rule,
-        detections=decision.detections,
+        detections=detections,
         counts=decision.counts,
         image_key=image_key,
-        image_stored=False,  # the writer sets it once the image is stored
-        inference_ms=round(inference_ms, 2),
+        image_stored=False,  # the writer sets it, and image_url, once the image is stored
         backend=backend,
         frame_seq=frame.seq,
     )
@@ -215,10 +260,13 @@ class InferenceActor(ChildActor):
         alert = None
         decision = result.decision
         if decision.alert:
+            backend = self._backend
             alert = make_alert(
                 frame, decision,
-                image_key=frame_key(route.alert_prefix, frame.captured_at, frame.seq),
-                inference_ms=elapsed_ms, backend=self._backend.name,
+                image_key=frame_key(route.alert_prefix, frame.captured_at, frame.seq) if route.save_alert_image
+                else None,
+                inference_ms=elapsed_ms, backend=backend.name, algorithm_id=backend.algorithm_id,
+                algorithm_name=backend.algorithm_name, result=result.result,
             )
             self._metrics.alert_emitted(frame.task_id)
         key = route.frame_key(frame)

@@ -4,7 +4,8 @@ Messages: ``StoreFrame`` (from inference actors). Every object goes through ``Ob
 puts into storage: it stores the object and tells the retention actor (``Stored``), so every object framewatch
 stores is in the retention index, whoever stored it. A frame is encoded once: a remote backend that already encoded
 (and, for a presigned URL, stored) it hands the JPEG along in ``StoreFrame.jpeg``. The alert (if any) then goes to
-the alert actor, with ``image_stored`` telling whether its image made it.
+the alert actor, with ``image_stored`` telling whether its image made it and, in MinIO, ``image_url`` a presigned
+URL of it.
 
 Bounded: when more than ``max_backlog`` frames wait in the mailbox (storage slower than inference), a frame is not
 stored but counted (``store_failed``), and its alert still goes out, flagged. A storage error is handled the same
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from ..inference.slot import TaskRoute
 
 log = logging.getLogger(__name__)
+
+#: Validity of an alert's ``image_url``: the old system's 24 h, since consumers open it long after the record arrived.
+ALERT_URL_EXPIRES_SEC = 24 * 3600
 
 
 class ObjectWriter:
@@ -102,8 +106,19 @@ class FrameWriterActor(ChildActor):
     def on_crash(self, exc: BaseException) -> None:
         current, self._current = self._current, None
         if current is not None and current.alert is not None:
-            self._forward(msgspec.structs.replace(current.alert, image_stored=False))
+            self._forward(self._finished(current.alert, stored=False))
         self.requeue_unread()
+
+    def _finished(self, alert: Alert, *, stored: bool) -> Alert:
+        """The alert as it leaves: whether its image is stored, and then, in MinIO, a presigned URL of it."""
+        url = ""
+        presign = getattr(self._objects.store, "presigned_url", None)  # only stores with URLs have it (MinIO)
+        if stored and alert.image_key and presign is not None:
+            try:
+                url = presign(alert.image_key, ALERT_URL_EXPIRES_SEC)
+            except StoreError:
+                pass  # stored all the same; the record says so, without a URL
+        return msgspec.structs.replace(alert, image_stored=stored, image_url=url)
 
     def _forward(self, alert: Alert) -> None:
         try:
@@ -120,7 +135,7 @@ class FrameWriterActor(ChildActor):
         else:
             stored = self._put_all(msg)
         if msg.alert is not None:
-            self._forward(msgspec.structs.replace(msg.alert, image_stored=stored))
+            self._forward(self._finished(msg.alert, stored=stored))
 
     def _put_all(self, msg: StoreFrame) -> bool:
         """Put the frame under each of its keys not stored yet; True when the last one (the alert image, if any) was
@@ -134,9 +149,10 @@ class FrameWriterActor(ChildActor):
         targets = []
         if msg.frame_key is not None and not msg.frame_stored and route.frame_prefix is not None:
             targets.append((route.frame_prefix, msg.frame_key))
-        if msg.alert is not None and msg.alert.image_key is not None:
+        keeps_image = route.save_alert_image  # False: this task's alerts go out without an image
+        if msg.alert is not None and msg.alert.image_key is not None and keeps_image:
             targets.append((route.alert_prefix, msg.alert.image_key))
         stored = True  # the last target is the alert image when there is an alert
         for prefix, key in targets:
             stored = self._objects.put(task_id, prefix, key, data)
-        return stored
+        return stored and (keeps_image or msg.alert is None)
