@@ -108,6 +108,7 @@ class Supervisor(pykka.ThreadingActor):
                 if not self._stopping:
                     self.tree.check()
                     self.services.sync()
+                    self._report_waiting()
                     self._grant()
             case Grant():
                 self.system.pool.signal_seen()
@@ -151,11 +152,7 @@ class Supervisor(pykka.ThreadingActor):
         timers.send_every(cfg.stats.interval_sec, self.actor_ref, StatsTick())
         timers.send_every(1.0, system.retention, Sweep())
         timers.send_every(cfg.ai_analysis.alert_batch_interval_sec, system.alerts, Flush())
-        for camera in system.cameras.values():
-            if not system.pool.serves(camera.conf.task_type):
-                log.warning("task %s: no backend serves task type %s; its frames are skipped until an algorithm "
-                            "service registers for it", camera.id, camera.conf.task_type)
-                system.metrics.source_state(camera.id, "idle", f"no backend serves task type {camera.conf.task_type}")
+        self._report_waiting()
         assert system.store is not None
         self._up = True
         log.info("framewatch started: %d tasks, %d inference slots (%s), store %s, sink %s, policy %s",
@@ -164,7 +161,8 @@ class Supervisor(pykka.ThreadingActor):
         return system.http.url if system.http is not None else ""
 
     def _service_slot_spec(self, slot: str, types: frozenset[str], health: Health, info: ServiceInfo) -> Any:
-        return self.system.slot_spec(slot, types, health, self.system.remote_backend(info), self._slot_given_up)
+        return self.system.slot_spec(slot, types, health, self.system.remote_backend(info), self._slot_given_up,
+                                     endpoint=info.endpoint)
 
     def _slot_given_up(self, slot: str, reason: str) -> None:
         pool = self.system.pool
@@ -188,10 +186,27 @@ class Supervisor(pykka.ThreadingActor):
 
     def _grant(self) -> None:
         pool = self.system.pool
-        valves = [c.valve for c in self.system.cameras.values() if pool.serves(c.conf.task_type)]
+        valves = [c.valve for c in self.system.cameras.values() if pool.serves(c.conf.task_type, c.id)]
         self._bp_state = self._controller.tick(
             valves, load=pool.load(), slots=pool.capacity(self.system.wanted_types), now=time.monotonic()
         )
+
+    def _report_waiting(self) -> None:
+        """Say, per camera and once per change, why its samples are skipped whatever the load."""
+        pool = self.system.pool
+        for camera in self.system.cameras.values():
+            task_type = camera.conf.task_type
+            if pool.serves(task_type, camera.id):
+                reason = ""
+            elif (pinned := pool.pinned(camera.id)) is not None:
+                reason = f"waiting for preferred service {pinned}"
+            else:
+                reason = f"no backend serves task type {task_type}"
+            if reason != camera.waiting:
+                camera.waiting = reason
+                self.system.metrics.waiting(camera.id, reason)
+                log.log(logging.WARNING if reason else logging.INFO, "task %s: %s", camera.id,
+                        f"samples skipped: {reason}" if reason else "a backend serves it again")
 
     # --- stats ---
 

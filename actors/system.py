@@ -32,7 +32,7 @@ from .core.timers import Timers
 from .inference.detectors import Detector, build_detector
 from .inference.pool import InferencePool
 from .inference.registry import Health, Registry, ServiceInfo
-from .inference.remote import ImageLinks, InflightImages, PresignedImages, RemoteBackend
+from .inference.remote import ImageLinks, InflightImages, PresignedImages, RemoteBackend, publish_algo_config
 from .inference.slot import Backend, InferenceActor, TaskRoute, local_backend
 from .ingest.backpressure import Valve
 from .ingest.extractor import ExtractorActor
@@ -47,7 +47,7 @@ log = logging.getLogger("framewatch")
 class Camera:
     """Everything framewatch keeps about one task (camera), built once from its conf."""
 
-    __slots__ = ("conf", "interval_sec", "route", "valve", "bounds")
+    __slots__ = ("conf", "interval_sec", "route", "valve", "bounds", "waiting")
 
     def __init__(self, cfg: Config, task: TaskConf) -> None:
         ai = cfg.ai_analysis
@@ -57,9 +57,10 @@ class Camera:
         alert_prefix = join_key(ai.alert_base_path, task_dir(task.task_type, task.id, None))
         frame_prefix = None if ai.save_only_with_detection else task_dir(task.task_type, task.id, task.output_path)
         self.route = TaskRoute(build_rule(task.task_type, task.algo_config), frame_prefix, alert_prefix,
-                               task.algo_config)
+                               task.algo_config, save_alert_image=cfg.task_save_alert_image(task))
         self.valve = Valve(task.id, weight=task.weight, interval_sec=self.interval_sec,
                            unbounded=cfg.backpressure.policy == "unbounded")
+        self.waiting = ""  # why its samples are skipped whatever the load, as last reported (supervisor thread)
         self.bounds = [Bound(task_id=task.id, prefix=alert_prefix, max_count=cfg.alerts.image_max_count,
                              max_age_sec=cfg.alerts.image_max_age_sec)]
         if frame_prefix is not None:
@@ -136,7 +137,9 @@ class System:
         self.cameras: dict[str, Camera] = {t.id: Camera(cfg, t) for t in cfg.enabled_tasks()}
         self.routes: dict[str, TaskRoute] = {c.id: c.route for c in self.cameras.values()}  # the data path's view
         self.metrics = Metrics(list(self.cameras))
-        self.pool = InferencePool(self.metrics)
+        pins = {c.id: c.conf.preferred_algorithm_endpoint for c in self.cameras.values()
+                if c.conf.preferred_algorithm_endpoint}
+        self.pool = InferencePool(self.metrics, pins)
         ai = cfg.ai_analysis
         self.registry = Registry(heartbeat_timeout_sec=ai.heartbeat_timeout_sec, circuit_open_sec=ai.circuit_open_sec)
         self.images = InflightImages()
@@ -167,7 +170,16 @@ class System:
         self.objects = ObjectWriter(self.store, self.retention, self.metrics)
         if hasattr(self.store, "presigned_url"):
             self.links = PresignedImages(self.objects, self.images)
+        self.publish_algo_configs(self.store)
         self.spool = open_spool(self.cfg)
+
+    def publish_algo_configs(self, store: Store) -> None:
+        """Give each task's route its ``algo_config_url``: the old system's ``algo_config.json`` object in MinIO,
+        presigned per request, else framewatch's HTTP API (``remote.publish_algo_config``)."""
+
+        for camera in self.cameras.values():
+            camera.route.algo_config_url = publish_algo_config(store, self.images, camera.conf.task_type, camera.id,
+                                                               camera.route.algo_config)
 
     def close(self) -> None:
         """After the tree has stopped: release the store and the spool."""
@@ -245,9 +257,10 @@ class System:
         return backend
 
     def slot_spec(self, slot: str, types: frozenset[str], health: Health, backend: Callable[[], Backend],
-                  on_given_up: Callable[[str, str], None], setting: str = "") -> ChildSpec:
-        """One inference slot: in the pool from now on; its actor is installed there at every (re)start."""
-        self.pool.add_slot(slot, types, health)
+                  on_given_up: Callable[[str, str], None], setting: str = "", endpoint: str = "") -> ChildSpec:
+        """One inference slot (of the service registered with ``endpoint``, or local): in the pool from now on; its
+        actor is installed there at every (re)start."""
+        self.pool.add_slot(slot, types, health, endpoint)
 
         def start() -> Handle:
             return start_actor(InferenceActor, slot=slot, backend_factory=backend, health=health, routes=self.routes,

@@ -8,13 +8,17 @@ in a slot when it restarts one, and removes the slot when it gives the actor up 
 Slots belong to a backend group (``local`` or a remote service id) sharing one ``Health``. Least loaded means the
 shortest expected wait, ``(outstanding + 1) x`` the group's latency EWMA, so a slow service gets proportionally fewer
 frames; a group whose circuit is open is skipped, and a retried frame avoids the group that failed it.
+
+A task pinned to a service (``preferred_algorithm_endpoint``: the old system's way of keeping a camera's per-camera
+state in one service) is routed only to slots of the service registered with that endpoint, never elsewhere, not
+even on a retry; while that service is absent, ``serves`` says no for it and its samples are skipped.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pykka
@@ -24,11 +28,17 @@ from ..core.metrics import Metrics
 from ..inference.registry import Health
 
 
-class _Slot:
-    __slots__ = ("name", "ref", "task_types", "health", "outstanding", "served")
+def normalize_endpoint(url: str) -> str:
+    """Endpoints compare without a trailing slash (``http://h:9100/infer/`` is ``http://h:9100/infer``)."""
+    return url.rstrip("/")
 
-    def __init__(self, name: str, task_types: frozenset[str], health: Health) -> None:
+
+class _Slot:
+    __slots__ = ("name", "ref", "task_types", "health", "endpoint", "outstanding", "served")
+
+    def __init__(self, name: str, task_types: frozenset[str], health: Health, endpoint: str) -> None:
         self.name = name
+        self.endpoint = endpoint
         self.ref: pykka.ActorRef[Any] | None = None
         self.task_types = task_types
         self.health = health
@@ -40,8 +50,10 @@ class _Slot:
 
 
 class InferencePool:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, pins: Mapping[str, str] | None = None) -> None:
+        """``pins``: task id -> the endpoint of the only service that may infer its frames."""
         self._metrics = metrics
+        self._pins = {task: normalize_endpoint(url) for task, url in (pins or {}).items()}
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
         self._load = 0
@@ -51,9 +63,10 @@ class InferencePool:
 
     # --- supervisor side ---
 
-    def add_slot(self, name: str, task_types: frozenset[str], health: Health) -> None:
+    def add_slot(self, name: str, task_types: frozenset[str], health: Health, endpoint: str = "") -> None:
+        """A slot of the local detector (``endpoint`` empty) or of the service registered with ``endpoint``."""
         with self._lock:
-            self._slots[name] = _Slot(name, task_types, health)
+            self._slots[name] = _Slot(name, task_types, health, normalize_endpoint(endpoint))
 
     def install(self, name: str, ref: pykka.ActorRef[Any]) -> None:
         """A (re)started actor takes over the slot; frames lost with the old one were already counted failed."""
@@ -73,12 +86,18 @@ class InferencePool:
         with self._lock:
             return sum(1 for s in self._slots.values() if s.ref is not None and s.ref.is_alive())
 
-    def serves(self, task_type: str) -> bool:
-        """Some slot would take a frame of ``task_type`` now (installed, circuit not open)."""
+    def serves(self, task_type: str, task_id: str = "") -> bool:
+        """Some slot would take a frame of ``task_type`` (of task ``task_id``, if it is pinned) now (installed,
+        circuit not open)."""
         now = time.monotonic()
+        pinned = self._pins.get(task_id)
         with self._lock:
             return any(task_type in s.task_types and s.ref is not None and s.health.can_take(now)
-                       for s in self._slots.values())
+                       and (pinned is None or s.endpoint == pinned) for s in self._slots.values())
+
+    def pinned(self, task_id: str) -> str | None:
+        """The endpoint ``task_id`` is pinned to, if any."""
+        return self._pins.get(task_id)
 
     def capacity(self, wanted: frozenset[str]) -> int:
         """Live slots that take frames now and serve a ``wanted`` task type: what the watermarks scale with.
@@ -117,11 +136,12 @@ class InferencePool:
     def submit(self, frame: Frame) -> bool:
         """Route ``frame``; False (and the frame counted failed) when no live slot serves its task type."""
         now = time.monotonic()
+        pinned = self._pins.get(frame.task_id)
         with self._lock:
             best: _Slot | None = None
             for slot in self._slots.values():
                 if (frame.task_type not in slot.task_types or slot.ref is None or slot.health.name == frame.retry_of
-                        or not slot.health.can_take(now)):
+                        or not slot.health.can_take(now) or (pinned is not None and slot.endpoint != pinned)):
                     continue
                 if best is None or (slot.expected_wait(), slot.served) < (best.expected_wait(), best.served):
                     best = slot
@@ -133,7 +153,8 @@ class InferencePool:
                 self.peak_load = max(self.peak_load, self._load)
                 ref = best.ref
         if best is None:
-            reason = f"no backend serves task type {frame.task_type}"
+            reason = f"waiting for preferred service {pinned}" if pinned is not None else \
+                f"no backend serves task type {frame.task_type}"
             self._metrics.failed(frame.task_id, "retry found no other backend" if frame.retry_of else reason)
             return False
         try:
