@@ -170,3 +170,21 @@ def test_unbounded_policy_never_skips_like_the_old_system():
     assert all(valve.take() for _ in range(1000))
     valve.close()
     assert valve.take() is False
+
+
+def test_with_a_no_op_detector_and_8_cameras_flat_out_the_mailbox_bound_still_holds(tmp_path):
+    text = (overload_conf(tmp_path).replace('backend = "emulated"', 'backend = "noop"')
+            .replace("interval_ms = 40", "interval_ms = 1").replace("fps=25", "fps=1000"))
+    with Running(decode_config(text)) as fw:
+        warmed_up(fw)
+        max_mailboxes = 0
+        deadline = time.monotonic() + 5  # a measured window: a duration, not a condition
+        while time.monotonic() < deadline:
+            max_mailboxes = max(max_mailboxes, sum(fw.system.pool.mailboxes().values()))
+            assert_conserved(fw.snapshot(fresh=False))
+        peak_load = fw.system.pool.peak_load
+        window = fw.snapshot()
+    assert peak_load <= HIGH * SLOTS, peak_load
+    assert max_mailboxes <= HIGH * SLOTS
+    assert window.totals.inferred > 500 and window.totals.skipped > 0
+    assert_conserved(fw.final, at_rest=True)
