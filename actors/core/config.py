@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import difflib
 import os
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -29,7 +28,7 @@ from msgspec import Meta
 
 from ..analytics.rules import OLD_TASK_TYPES, decode_algo_config, error_path
 from .urls import ASSET_PREFIX, ASSETS_DIR, check_endpoint, check_source_url, resolve_asset  # noqa: F401  (re-exported: sources, detectors, benchmarks use them)
-from .urls import check_port, split_host_port
+from .urls import check_url_host
 
 #: An unset ``max_frame_count`` means this many frames per task, not "unlimited" (the old system's default).
 SAFE_MAX_FRAME_COUNT = 1000
@@ -430,11 +429,7 @@ def check_service_endpoint(url: str) -> None:
                              "http://HOST[:PORT]/PATH")
         if any(char.isspace() for char in url):
             raise ValueError("contains whitespace; remove it")
-        host, port = split_host_port(urllib.parse.urlsplit(url).netloc.rpartition("@")[2])
-        if not host:
-            raise ValueError(f"no host; write {scheme}://HOST[:PORT]/PATH")
-        if port is not None:
-            check_port(port)
+        check_url_host(url)
     except ValueError as exc:
         raise ValueError(f"bad algorithm service endpoint {url!r}: {exc}") from None
 

@@ -144,14 +144,18 @@ def _unknown_scheme(scheme: str) -> str:
 def _check_live(url: str) -> None:
     try:
         _no_whitespace(url)
-        netloc = urllib.parse.urlsplit(url).netloc
-        host, port = split_host_port(netloc.rpartition("@")[2])  # after user:password@
-        if not host:
-            raise ValueError(f"no host; write {url.partition('://')[0]}://HOST[:PORT]/PATH")
-        if port is not None:
-            check_port(port)
+        check_url_host(url)
     except ValueError as exc:
         raise ValueError(f"bad camera URL {url!r}: {exc}") from None
+
+
+def check_url_host(url: str) -> None:
+    """``scheme://[user:password@]HOST[:PORT]/...`` has a host and, if any, a valid port; raises ValueError."""
+    host, port = split_host_port(urllib.parse.urlsplit(url).netloc.rpartition("@")[2])  # after user:password@
+    if not host:
+        raise ValueError(f"no host; write {url.partition('://')[0]}://HOST[:PORT]/PATH")
+    if port is not None:
+        check_port(port)
 
 
 def _check_asset(name: str) -> None:
