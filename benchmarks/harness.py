@@ -5,7 +5,8 @@ the same moment would make each one's CPU the other's noise, and their threads s
 could not be told apart. The probes (decode alone, inference backend alone) run first, in the same invocation.
 
 Cameras ``rtsp-test://MOUNT``: the RTSP test camera (``rtsp_camera.RtspServer``) is started before the probes with one
-mount per camera and stopped after the runs. Backend ``remote``: the capacity probe is one reference service alone
+mount per camera, serving the clip ``[bench.cameras] rtsp_*`` declares (``scenario.rtsp_test_clip``), and stopped after
+the runs. Backend ``remote``: the capacity probe is one reference service alone
 (``services.one_service_alone``); each run starts its own services (``measure.run_variant``).
 """
 
@@ -25,13 +26,14 @@ import msgspec
 from .detectors import backend_factory
 from .measure import run_variant
 from .plots import plot_report
-from .probes import capacity_probe, decode_probe, sample_frames
+from .probes import capacity_probe, decode_probe, sample_frames, stream_decode_probe
 from .progress import Progress
 from .report import build_report, render_table, summarize_run
 from .scenario import (
     Scenario,
     SetupError,
     durations,
+    rtsp_test_clip,
     rtsp_test_mounts,
     run_config,
     slots,
@@ -70,10 +72,11 @@ def _rtsp_test_camera(sc: Scenario, progress: Progress) -> Iterator[Scenario]:
     reason = rtsp_unavailable()
     if reason is not None:
         raise SetupError(f"the scenario's cameras are rtsp-test:// but the RTSP test camera cannot run: {reason}")
-    progress.note(f"starting the RTSP test camera ({len(mounts)} mount(s)) ...")
+    clip = rtsp_test_clip(sc)
+    progress.note(f"starting the RTSP test camera ({len(mounts)} mount(s), clip {clip.suffix() or 'default'}) ...")
     with tempfile.TemporaryDirectory(prefix="framewatch-rtsp-") as tmp:
         try:
-            server = RtspServer(make_h264_clip(Path(tmp)), mount=mounts)
+            server = RtspServer(make_h264_clip(Path(tmp), clip=clip), mount=mounts, fps=clip.served_fps)
             server.start()
         except RtspServerError as exc:
             raise SetupError(f"the RTSP test camera did not start: {exc}") from None
@@ -137,6 +140,12 @@ def _run(sc: Scenario, *, name: str, path: str, quick: bool, out: Path, progress
     b = sc.bench
     progress.note(f"{name}: probing decode alone ({b.decode_probe_sec:g} s) ...")
     probes["decode"] = decode_probe(probe_cfg, b.decode_probe_sec)
+    probes["decode"]["modes"] = {}
+    if b.decode_probe_modes and b.decode_probe_sec > 0:
+        progress.note(f"{name}: probing PyAV decode alone, every camera at once: {', '.join(b.decode_probe_modes)} "
+                      f"({b.decode_probe_sec:g} s each) ...")
+        probes["decode"]["modes"] = {m: stream_decode_probe(probe_cfg, m, b.decode_probe_sec)
+                                     for m in b.decode_probe_modes}
     progress.note(f"{name}: probing the {b.inference.backend} backend alone ({b.capacity_probe_frames} frames) ...")
     probes["capacity"] = _capacity_probe(sc, probe_cfg)
     runs = []
@@ -147,7 +156,7 @@ def _run(sc: Scenario, *, name: str, path: str, quick: bool, out: Path, progress
         runs.append(summarize_run(raw, sc, probes))
     order = "sequential: " + ", then ".join(v.label for v in vs) + " (one process, same machine)"
     report = build_report(sc, path=path, quick=quick, order=order, probes=probes, runs=runs,
-                          machine_load=load, cfg=probe_cfg, warmup=warmup, duration=duration)
+                          machine_load=load, machine_load_end=os.getloadavg(), cfg=probe_cfg, warmup=warmup, duration=duration)
     if plots:
         report["plots"] = plot_report(report, out / "plots.png")
     table = render_table(report)

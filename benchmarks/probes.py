@@ -3,8 +3,11 @@
 - ``decode_probe``: the scenario's sources without framewatch, unpaced (as fast as they decode): first one source
   on one thread (cost of ``grab`` and ``retrieve`` per frame), then every camera's source at once, one thread each
   (the box's raw decode throughput for these sources).
+- ``stream_decode_probe``: every camera's stream at once with PyAV in one mode (full decode, keyframes only, demux
+  only), measuring the process's CPU: what decoding these cameras costs, and what a decoder that decodes only the
+  frames it needs would cost.
 - ``capacity_probe``: the inference backend without framewatch: ``slots`` threads, each with its own detector (made
-  on that thread, as inference actors do), on frames from the first source.
+  on that thread, as inference actors do), on frames from the first source; also its process CPU per frame.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import av
+import av.error
 import numpy as np
-from framewatch.actors.core.config import Config
+from framewatch.actors.core.config import ASSET_PREFIX, Config, resolve_asset
 from framewatch.actors.inference.detectors import Detector
 from framewatch.actors.ingest.sources import SourceError, open_source
+
+from .scenario import DecodeMode
 
 
 def _source(cfg: Config, url: str):  # type: ignore[no-untyped-def]
@@ -110,9 +117,110 @@ def decode_probe(cfg: Config, seconds: float, stop: threading.Event | None = Non
     return out
 
 
+_LIVE_OPTIONS = {"rtsp_transport": "tcp", "probesize": "32768"}  # as framewatch's PyAV source opens cameras
+_SETTLE_S = 1.0  # after every stream opened, before the window: the burst of packets buffered while opening
+
+
+def _stream_url(url: str) -> str | None:
+    """What PyAV can open for a task URL (a camera, a file, an asset), None for synthetic sources."""
+    if url.startswith("synthetic://"):
+        return None
+    return resolve_asset(url) if url.startswith(ASSET_PREFIX) else url
+
+
+def stream_decode_probe(cfg: Config, mode: DecodeMode, seconds: float) -> dict[str, Any]:
+    """Every camera's stream at once, one thread each, read with PyAV (``av``) in ``mode``, for ``seconds``:
+
+    - ``full``: every packet decoded (what OpenCV's ``grab`` costs);
+    - ``keyframes``: ``codec_context.skip_frame = "NONKEY"``: only keyframes decoded, every packet still demuxed
+      (the least a decoder serving every camera must spend);
+    - ``demux``: packets read and counted, nothing decoded.
+
+    Cost is the process's CPU time (every thread, FFmpeg's included) over the window, which starts once every stream
+    is open and has settled; the RTSP test camera is another process and is not counted. One decoder thread per
+    stream, like framewatch's PyAV source. Files loop; they are read as fast as they decode.
+    """
+    tasks = cfg.enabled_tasks()
+    urls = [_stream_url(t.rtsp_url) for t in tasks]
+    out: dict[str, Any] = {"mode": mode, "sources": len(tasks), "seconds": seconds, "opened": 0, "packets_per_s": None,
+                           "keyframes_per_s": None, "decoded_per_s": None, "cpu_sec": None, "cores": None,
+                           "cpu_ms_per_decoded": None, "error": None}
+    if not tasks or seconds <= 0 or any(u is None for u in urls):
+        out["error"] = "skipped" if not tasks or seconds <= 0 else "skipped: synthetic sources have no stream"
+        return out
+    fe = cfg.frame_extractor
+    timeout = (fe.open_timeout_ms / 1000, fe.read_timeout_ms / 1000)
+    n = len(urls)
+    packets, keyframes, decoded = [0] * n, [0] * n, [0] * n
+    opened = [threading.Event() for _ in urls]
+    ok = [False] * n
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def worker(k: int, url: str) -> None:
+        live = "://" in url
+        try:
+            container = av.open(url, options=dict(_LIVE_OPTIONS) if live else {}, timeout=timeout)
+        except (av.error.FFmpegError, OSError) as exc:
+            errors.append(f"cannot open {url}: {exc}")
+            opened[k].set()
+            return
+        try:
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            ctx.thread_count = 1
+            if mode == "keyframes":
+                ctx.skip_frame = "NONKEY"
+            ok[k] = True
+            opened[k].set()
+            while not stop.is_set():
+                for packet in container.demux(stream):
+                    if stop.is_set():
+                        break
+                    if packet.size == 0:  # the flush packet at the end of a file
+                        continue
+                    packets[k] += 1
+                    keyframes[k] += packet.is_keyframe
+                    if mode != "demux":
+                        decoded[k] += len(ctx.decode(packet))
+                else:
+                    if live:
+                        raise EOFError(f"{url} ended")
+                    container.seek(0)
+        except (av.error.FFmpegError, OSError, EOFError, IndexError) as exc:
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
+        finally:
+            opened[k].set()
+            container.close()
+
+    threads = [threading.Thread(target=worker, args=(k, u), name=f"probe:stream:{k}", daemon=True)
+               for k, u in enumerate(urls)]
+    for t in threads:
+        t.start()
+    for ev in opened:
+        ev.wait(timeout[0] + 5)
+    time.sleep(_SETTLE_S)
+    c0, t0 = time.process_time(), time.monotonic()
+    p0, k0, d0 = sum(packets), sum(keyframes), sum(decoded)
+    time.sleep(seconds)
+    cpu, elapsed = time.process_time() - c0, max(time.monotonic() - t0, 1e-9)
+    p1, k1, d1 = sum(packets), sum(keyframes), sum(decoded)
+    stop.set()
+    for t in threads:
+        t.join(timeout[1] + 5)
+    out.update(
+        opened=sum(ok), packets_per_s=round((p1 - p0) / elapsed, 1), keyframes_per_s=round((k1 - k0) / elapsed, 2),
+        decoded_per_s=round((d1 - d0) / elapsed, 1), cpu_sec=round(cpu, 3), cores=round(cpu / elapsed, 3),
+        cpu_ms_per_decoded=round(cpu * 1000 / (d1 - d0), 3) if d1 > d0 else None,
+        error=errors[0] if errors else None,
+    )
+    return out
+
+
 def capacity_probe(factory: Callable[[], Detector], frames: list[np.ndarray], n_frames: int, n_slots: int,
                    name: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"backend": name, "frames": 0, "slots": n_slots, "fps": None, "mean_ms": None, "error": None}
+    out: dict[str, Any] = {"backend": name, "frames": 0, "slots": n_slots, "fps": None, "mean_ms": None,
+                           "cpu_sec": None, "cpu_ms_per_frame": None, "cores": None, "error": None}
     if not frames or n_frames <= 0:
         out["error"] = "skipped"
         return out
@@ -143,10 +251,14 @@ def capacity_probe(factory: Callable[[], Detector], frames: list[np.ndarray], n_
     for t in threads:
         t.start()
     ready.wait()
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     for t in threads:
         t.join()
     elapsed = max(time.monotonic() - t0, 1e-9)
+    cpu = time.process_time() - c0
+    out["cpu_sec"] = round(cpu, 3)
+    out["cpu_ms_per_frame"] = round(cpu * 1000 / len(lat), 2) if lat else None
+    out["cores"] = round(cpu / elapsed, 3)
     out["frames"] = len(lat)
     out["fps"] = round(len(lat) / elapsed, 2) if lat else None
     out["mean_ms"] = round(sum(lat) / len(lat) * 1000, 2) if lat else None

@@ -28,7 +28,7 @@ REPORT_FIELDS = ("schema", "scenario", "machine", "order", "probes", "runs", "co
 RUN_FIELDS = (
     "label", "policy", "slots", "measured_sec", "ended_early", "notices", "rates", "counts", "storage",
     "utilisation", "latency_ms", "frame_age_ms", "cameras", "fairness", "cpu", "process", "queue", "limits",
-    "conservation", "retention", "lifecycle", "timeseries",
+    "decoding", "conservation", "retention", "lifecycle", "timeseries",
 )
 
 
@@ -73,6 +73,79 @@ def service_figures(a: Any, b: Any, win: float) -> dict[str, Any]:
                     "avg_latency_ms": svc.avg_latency_ms, "slots": svc.slots,
                     "busy": round(done * svc.avg_latency_ms / 1000 / win / max(svc.slots, 1), 4)}
     return out
+
+
+def _cap(capacity_probe: dict[str, Any]) -> float | None:
+    """The capacity probe's frames/s for the whole run (remote: one service alone x services)."""
+    fps = capacity_probe.get("fps")
+    return None if fps is None else round(fps * capacity_probe.get("services", 1), 2)
+
+
+def _min(*values: float | None) -> float | None:
+    """The smallest of the values that are known (None when none is)."""
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
+
+
+def limit_figures(probes: dict[str, Any], capacity: float | None, demand: float, inferred_per_s: float,
+                  cpus: int) -> dict[str, Any]:
+    """The limit of this box for the scenario, from the probes alone, and the run's inference rate over it.
+
+    - detector alone: ``capacity`` (frames/s, the capacity probe), which costs ``detector_cpu_ms_per_frame`` of
+      process CPU per frame (the probe's CPU time / frames);
+    - the box after the needed decoding: ``(cpus - decode cores) * 1000 / detector_cpu_ms_per_frame`` frames/s,
+      where the decode cores are those of the PyAV keyframes-only probe (every packet demuxed, keyframes decoded:
+      the least a decoder serving every camera must spend), else of the full-decode probe;
+    - ``limit_per_s`` = min(detector alone, box after decoding); ``target_per_s`` = min(samples wanted, limit);
+      ``inferred_over_target`` = inferred/s / target (1.0 = all the box could do for this load).
+
+    The same with the full-decode probe's cores (``..._full_decode...``): the limit for a decoder that decodes every
+    frame. Colour conversion, JPEG encoding and storage of the inferred frames are not in the limit.
+    """
+    det_ms = (probes.get("capacity") or {}).get("cpu_ms_per_frame")
+    modes = (probes.get("decode") or {}).get("modes") or {}
+    cores = {m: (modes.get(m) or {}).get("cores") for m in ("full", "keyframes", "demux")}
+
+    def box_after(decode_cores: float | None) -> float | None:
+        if decode_cores is None or not det_ms or decode_cores >= cpus:
+            return None
+        return round((cpus - decode_cores) * 1000 / det_ms, 2)
+
+    needed = "keyframes" if cores["keyframes"] is not None else "full" if cores["full"] is not None else None
+    after_needed = box_after(cores[needed]) if needed else None
+    limit = _min(capacity, after_needed)
+    target = _min(demand, limit)
+    after_full = box_after(cores["full"])
+    target_full = _min(demand, capacity, after_full) if after_full is not None else None
+    return {
+        "cpus": cpus,
+        "detector_cpu_ms_per_frame": det_ms,
+        "decode_cores": cores,
+        "decode_needed_mode": needed,
+        "box_after_needed_decode_per_s": after_needed,
+        "limit_per_s": limit,
+        "limit_basis": None if limit is None else "detector alone" if limit == capacity else f"box after {needed} decoding",
+        "target_per_s": target,
+        "inferred_over_target": _div(inferred_per_s, target),
+        "box_after_full_decode_per_s": after_full,
+        "target_full_decode_per_s": target_full,
+        "inferred_over_full_decode_target": _div(inferred_per_s, target_full),
+    }
+
+
+def decoding_figures(a: Any, b: Any, inferred: int, win: float) -> dict[str, Any]:
+    """framewatch's own decode counters (``CameraStats.decoded``, ``decode_mode``), when its sources report them;
+    ``available`` false (and the figures null) otherwise."""
+    decoded = sum(getattr(c, "decoded", 0) - getattr(a.cameras.get(cid), "decoded", 0) for cid, c in b.cameras.items())
+    modes: dict[str, int] = {}
+    for c in b.cameras.values():
+        mode = getattr(c, "decode_mode", "")
+        if mode:
+            modes[mode] = modes.get(mode, 0) + 1
+    available = decoded > 0 or bool(modes)
+    return {"available": available, "decoded": decoded if available else None,
+            "decoded_per_s": round(decoded / win, 1) if available else None,
+            "decoded_per_inferred": _div(decoded, inferred, 2) if available else None, "modes": modes}
 
 
 def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +234,9 @@ def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> 
         n_samp = c.sampled - (c0.sampled if c0 else 0)
         cams[cid] = {"sampled": n_samp, "skipped": c.skipped - (c0.skipped if c0 else 0), "inferred": n_inf,
                      "inferred_per_s": round(n_inf / win, 2), "share": _div(n_inf, inferred, 4),
-                     "weight": weights.get(cid, 1.0), "state": c.state}
+                     "weight": weights.get(cid, 1.0), "state": c.state,
+                     "decoded": getattr(c, "decoded", 0) - getattr(c0, "decoded", 0),
+                     "decode_mode": getattr(c, "decode_mode", "")}
     out["cameras"] = cams
     shares = [v["inferred"] / v["weight"] for v in cams.values()]
     out["fairness"] = {
@@ -182,6 +257,7 @@ def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> 
         "extraction_ms_per_sample": _div(cpu["extraction"] * 1000, sampled, 3),
         "extraction_ms_per_extracted": _div(cpu["extraction"] * 1000, extracted, 3),
         "inference_ms_per_inferred": _div(cpu["inference"] * 1000, inferred, 3),
+        "cpu_ms_per_inferred": _div(process_cpu * 1000, inferred, 2),
         "writer_ms_per_written": _div(cpu["writer"] * 1000, written, 3),
         "retention_ms_per_written": _div(cpu["retention"] * 1000, written, 4),
         "whole_run_seconds": raw["cpu_whole_run"],
@@ -210,9 +286,7 @@ def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> 
         "in_flight_end": b.in_flight,
         "backlog_mb_end": round(b.in_flight * frame_bytes / 2**20, 1) if frame_bytes else None,
     }
-    cap = (probes.get("capacity") or {}).get("fps")
-    if cap is not None:  # remote: one service alone, times the services each run starts
-        cap = round(cap * (probes.get("capacity") or {}).get("services", 1), 2)
+    cap = _cap(probes.get("capacity") or {})  # remote: one service alone, times the services each run starts
     raw_decode = (probes.get("decode") or {}).get("raw_decode_fps_all_sources")
     out["limits"] = {
         "capacity_alone_per_s": cap,
@@ -220,7 +294,9 @@ def summarize_run(raw: dict[str, Any], sc: Scenario, probes: dict[str, Any]) -> 
         "raw_decode_per_s": raw_decode,
         "noop_inferred_over_raw_decode": _div(inferred_per_s, raw_decode) if inf.backend == "noop" else None,
         "extracted_over_raw_decode": _div(extracted / win, raw_decode),
+        **limit_figures(probes, cap, demand_fps(cfg), inferred_per_s, os.cpu_count() or 1),
     }
+    out["decoding"] = decoding_figures(s.snap, e.snap, inferred, win)
     out["conservation"] = {"samples": len(raw["samples"]), "violations": raw["conservation_errors"],
                            "ok": not raw["conservation_errors"]}
     out["retention"] = {
@@ -249,6 +325,7 @@ def _round(v: float | None, nd: int) -> float | None:
 
 def build_report(sc: Scenario, *, path: str, quick: bool, order: str, probes: dict[str, Any],
                  runs: list[dict[str, Any]], machine_load: tuple[float, float, float], cfg: Config,
+                 machine_load_end: tuple[float, float, float] | None = None,
                  warmup: float, duration: float) -> dict[str, Any]:
     b = sc.bench
     runs_by_label = {r["label"]: r for r in runs}
@@ -266,7 +343,8 @@ def build_report(sc: Scenario, *, path: str, quick: bool, order: str, probes: di
             "low_watermark": sc.framewatch.backpressure.low_watermark,
         },
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-                    "load_avg_at_start": [round(x, 2) for x in machine_load]},
+                    "load_avg_at_start": [round(x, 2) for x in machine_load],
+                    "load_avg_at_end": [round(x, 2) for x in machine_load_end] if machine_load_end else None},
         "order": order,
         "probes": probes,
         "runs": runs_by_label,
@@ -332,6 +410,8 @@ def _fmt(v: Any) -> str:
         return f"{v:.2f}".rstrip("0").rstrip(".") if abs(v) < 100 else f"{v:.1f}"
     if isinstance(v, bool):
         return "yes" if v else "NO"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items()) or "-"
     return str(v)
 
 
@@ -360,6 +440,12 @@ ROWS = [
     ("inferred / theoretical capacity", "utilisation.inferred_over_theoretical"),
     ("inferred / capacity alone", "limits.inferred_over_capacity_alone"),
     ("noop inferred / raw decode", "limits.noop_inferred_over_raw_decode"),
+    ("limit /s: min(detector, box after decode)", "limits.limit_per_s"),
+    ("inferred / min(wanted, limit)", "limits.inferred_over_target"),
+    ("inferred / min(wanted, limit, full decode)", "limits.inferred_over_full_decode_target"),
+    ("CPU ms per inferred (process)", "cpu.cpu_ms_per_inferred"),
+    ("decoded / inferred (framewatch's count)", "decoding.decoded_per_inferred"),
+    ("decode mode (cameras)", "decoding.modes"),
     ("latency ms mean / p95", ("latency_ms.mean", "latency_ms.p95")),
     ("frame age ms p50", "frame_age_ms.p50"),
     ("frame age ms p95", "frame_age_ms.p95"),
@@ -382,6 +468,8 @@ ROWS = [
     ("threads before -> after stop", ("lifecycle.threads_before", "lifecycle.threads_after_stop")),
     ("conservation held (samples)", ("conservation.ok", "conservation.samples")),
 ]
+#: Rows shown as "n/a" when empty (framewatch's sources may not report them) instead of being left out.
+NA_PATHS = {"decoding.decoded_per_inferred", "decoding.modes"}
 RETENTION_ROWS = [
     ("store objects before start", "retention.preexisting"),
     ("retention ready after start s", "retention.ready_after_start_sec"),
@@ -403,6 +491,9 @@ def render_table(report: dict[str, Any]) -> str:
     lines.append(f"scenario {sc['name'] or sc['path']} ({'quick' if sc['quick'] else 'full'}, mode {sc['mode']}): "
                  f"{sc['cameras']} cameras, {_fmt(sc['demand_per_s'])} samples/s wanted, {backend}")
     lines.append(f"order: {report['order']}; warm-up {_fmt(sc['warmup_sec'])} s, measured {_fmt(sc['duration_sec'])} s each")
+    m = report["machine"]
+    lines.append(f"machine: {m['cpus']} CPUs, load average (1 min) {_fmt(m['load_avg_at_start'][0])} at start, "
+                 f"{_fmt((m.get('load_avg_at_end') or [None])[0])} at end")
     d = report["probes"].get("decode") or {}
     c = report["probes"].get("capacity") or {}
     if d.get("decode_ms_per_frame") is not None:
@@ -412,6 +503,22 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(f"alone: inference backend {c['backend']} on {c['slots']} threads: {c['fps']} frames/s "
                      f"(mean {c['mean_ms']} ms, {c['frames']} frames)"
                      + (f"; x {c['services']} services" if c.get("services", 1) > 1 else ""))
+    modes = d.get("modes") or {}
+    if modes:
+        lines.append(f"alone: PyAV, {d.get('sources_at_once') or '?'} streams at once, process CPU: " + "; ".join(
+            f"{m} {_fmt(x.get('cores'))} cores ({_fmt(x.get('decoded_per_s'))} decoded/s, "
+            f"{_fmt(x.get('packets_per_s'))} packets/s)" + (f" [{x['error']}]" if x.get("error") else "")
+            for m, x in modes.items()))
+    lim = next((r["limits"] for r in runs if r.get("limits")), None)
+    if lim and lim.get("limit_per_s") is not None:
+        after = (f"box after {lim['decode_needed_mode']} decoding ({lim['cpus']} - "
+                 f"{_fmt(lim['decode_cores'][lim['decode_needed_mode']])} cores) / "
+                 f"{_fmt(lim['detector_cpu_ms_per_frame'])} ms CPU per frame = "
+                 f"{_fmt(lim['box_after_needed_decode_per_s'])}/s" if lim.get("box_after_needed_decode_per_s") else
+                 "no decode probe")
+        lines.append(f"limit: min(detector alone {_fmt(_cap(c))}/s, "
+                     f"{after}) = {_fmt(lim['limit_per_s'])}/s ({lim['limit_basis']}); "
+                     f"target min(wanted, limit) = {_fmt(lim['target_per_s'])}/s")
     labels = [r["label"] for r in runs]
     w0 = max(len(r[0]) for r in ROWS) + 2
     w = max(14, *(len(x) + 2 for x in labels))
@@ -422,6 +529,8 @@ def render_table(report: dict[str, Any]) -> str:
         for r in runs:
             if isinstance(path, tuple):
                 cells.append(" / ".join(_fmt(_get(r, p)) for p in path))
+            elif path in NA_PATHS and not _get(r, path):
+                cells.append("n/a")
             else:
                 cells.append(_fmt(_get(r, path)))
         if all(x in ("-", "- / -") for x in cells):

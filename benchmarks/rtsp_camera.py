@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 from framewatch.actors.core.config import ASSET_PREFIX, resolve_asset
 
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
@@ -26,6 +27,7 @@ CLIP_MP4 = Path(resolve_asset(ASSET_PREFIX + "vtest_5s.mp4"))  # 768x576, 10 fps
 DEBIAN_PACKAGES = ("python3-gi", "gir1.2-gst-rtsp-server-1.0", "gstreamer1.0-plugins-base",
                    "gstreamer1.0-plugins-good", "gstreamer1.0-plugins-bad", "ffmpeg")
 CLIP_FPS = 10.0
+DEFAULT_GOP = 10
 
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -61,15 +63,67 @@ if missing:
 """
 
 
-def make_h264_clip(cache_dir: Path, source: Path = CLIP_MP4) -> Path:
-    """Raw H.264 (Annex B) with access-unit delimiters and a keyframe every 10 frames, made once per cache dir."""
-    out = Path(cache_dir) / (source.stem + ".h264")
+class Clip(msgspec.Struct, frozen=True, kw_only=True):
+    """How the RTSP test camera's H.264 clip is encoded from the bundled clip; the defaults make today's clip."""
+
+    width: int | None = None
+    """Scaled to this width (None: the source's, 768); with only one of width/height set the other keeps the aspect."""
+    height: int | None = None
+    fps: float | None = None
+    """Re-timed to this rate (ffmpeg ``-r``: frames repeated or dropped) and served at it; None: the source's 10."""
+    gop: int = DEFAULT_GOP
+    """A keyframe every ``gop`` frames exactly (``-g``, ``-keyint_min``, no scene-cut keyframes)."""
+    bframes: int | None = None
+    """B-frames between references (``-bf``; 0: none); None: the encoder's default."""
+
+    @property
+    def served_fps(self) -> float:
+        """The rate the server paces the clip at (``RtspServer(fps=...)``)."""
+        return self.fps if self.fps is not None else CLIP_FPS
+
+    def suffix(self) -> str:
+        """File-name suffix naming the non-default settings ("" for the default clip)."""
+        parts = []
+        if self.width is not None or self.height is not None:
+            parts.append(f"{self.width or 'auto'}x{self.height or 'auto'}")
+        if self.fps is not None:
+            parts.append(f"{self.fps:g}fps")
+        if self.gop != DEFAULT_GOP:
+            parts.append(f"g{self.gop}")
+        if self.bframes is not None:
+            parts.append(f"bf{self.bframes}")
+        return "".join("-" + p for p in parts)
+
+    def ffmpeg_args(self, source_sec: float) -> list[str]:
+        """ffmpeg's output options (filters, rate, libx264 settings) for this clip of a ``source_sec`` source: cut to
+        a whole number of GOPs, so the keyframes stay ``gop`` frames apart where the server loops it."""
+        frames = round(source_sec * self.served_fps)
+        args = ["-frames:v", str(frames // self.gop * self.gop)] if frames > self.gop and frames % self.gop else []
+        if self.width is not None or self.height is not None:
+            args += ["-vf", f"scale={self.width or -2}:{self.height or -2}"]
+        if self.fps is not None:
+            args += ["-r", f"{self.fps:g}"]
+        args += ["-c:v", "libx264", "-g", str(self.gop), "-keyint_min", str(self.gop), "-sc_threshold", "0"]
+        if self.bframes is not None:
+            args += ["-bf", str(self.bframes)]
+        return args
+
+
+DEFAULT_CLIP = Clip()
+
+
+def make_h264_clip(cache_dir: Path, source: Path = CLIP_MP4, clip: Clip = DEFAULT_CLIP) -> Path:
+    """Raw H.264 (Annex B) with access-unit delimiters, encoded from ``source`` as ``clip`` says (default: the
+    source's size and rate, a keyframe every 10 frames), made once per cache dir and clip."""
+    out = Path(cache_dir) / (source.stem + clip.suffix() + ".h264")
     if out.exists() and out.stat().st_size > 0:
         return out
     tmp = out.with_suffix(".h264.part")
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(source)],
+                           check=True, capture_output=True, text=True, timeout=30)
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source),
-         "-c:v", "libx264", "-g", "10", "-bsf:v", "h264_metadata=aud=insert", "-f", "h264", str(tmp)],
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), *clip.ffmpeg_args(float(probe.stdout)),
+         "-bsf:v", "h264_metadata=aud=insert", "-f", "h264", str(tmp)],
         check=True, capture_output=True, timeout=120,
     )
     tmp.replace(out)

@@ -24,6 +24,8 @@ from framewatch.actors.core import config as fwconfig
 from framewatch.actors.core.config import Config, ConfigError, Loaded, TaskConf
 from msgspec import Meta
 
+from .rtsp_camera import DEFAULT_GOP, Clip
+
 Sec = Annotated[float, Meta(gt=0, le=7 * 86_400)]
 
 RTSP_TEST_SCHEME = "rtsp-test://"
@@ -40,6 +42,9 @@ class ScenarioError(Exception):
 class SetupError(Exception):
     """The scenario is valid but this machine lacks what it needs (the RTSP test camera's packages, a service that
     would not start)."""
+
+
+DecodeMode = Literal["full", "keyframes", "demux"]
 
 
 class _S(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -62,6 +67,19 @@ class Cameras(_S):
     loop: bool = True
     weight: Annotated[float, Meta(gt=0, le=1000)] = 1.0
     algo_config: dict[str, Any] = {}
+    rtsp_width: Annotated[int, Meta(ge=16, le=4096, multiple_of=2)] | None = None
+    """``rtsp-test://`` only: the test camera's clip scaled to this width (unset: the bundled clip's 768; with only
+    one of width/height set the other keeps the aspect)."""
+    rtsp_height: Annotated[int, Meta(ge=16, le=4096, multiple_of=2)] | None = None
+    rtsp_fps: Annotated[float, Meta(gt=0, le=120)] | None = None
+    """``rtsp-test://`` only: the clip re-timed to this rate and served at it (unset: the bundled clip's 10)."""
+    rtsp_gop: Annotated[int, Meta(ge=1, le=1000)] = DEFAULT_GOP
+    """``rtsp-test://`` only: a keyframe every this many frames."""
+    rtsp_bframes: Annotated[int, Meta(ge=0, le=16)] | None = None
+    """``rtsp-test://`` only: B-frames between references (0: none; unset: the encoder's default)."""
+
+
+_CLIP_KEYS = ("rtsp_width", "rtsp_height", "rtsp_fps", "rtsp_gop", "rtsp_bframes")
 
 
 class Inference(_S):
@@ -124,6 +142,9 @@ class Bench(_S):
     retention: RetentionScale = RetentionScale()
     decode_probe_sec: Annotated[float, Meta(ge=0, le=600)] = 3.0
     """Seconds of decoding the sources alone (half one source, half all of them at once); 0 skips it."""
+    decode_probe_modes: list[DecodeMode] = []
+    """Also decode every camera's stream at once with PyAV in each of these modes, ``decode_probe_sec`` each,
+    measuring the process's CPU: full (every frame), keyframes (``skip_frame = "NONKEY"``), demux (no decode)."""
     capacity_probe_frames: Annotated[int, Meta(ge=0, le=100_000)] = 30
     """Frames run through the inference backend alone, on ``slots`` threads; 0 skips it."""
     max_rss_growth_mb: Annotated[float, Meta(gt=0, le=1_000_000)] = 3000.0
@@ -162,6 +183,7 @@ def decode_scenario(data: bytes | str) -> Scenario:
     checked = sc
     if sc.bench.cameras is not None:
         _camera_tasks(sc)  # the URL and id templates
+        _check_clip_keys(sc.bench.cameras)
     if sc.bench.cameras is not None and sc.bench.cameras.url.startswith(RTSP_TEST_SCHEME):
         checked = with_rtsp_test_server(sc, "rtsp://127.0.0.1:8554")
     for variant in variants(sc):
@@ -169,6 +191,26 @@ def decode_scenario(data: bytes | str) -> Scenario:
     if sc.bench.mode == "compare" and not sc.framewatch.frame_extractor.tasks and sc.bench.cameras is None:
         raise ScenarioError("no camera: set [bench.cameras] or [[framewatch.frame_extractor.tasks]] - at `$.bench`")
     return sc
+
+
+def _check_clip_keys(cams: Cameras) -> None:
+    """The ``rtsp_*`` keys describe the RTSP test camera's clip: refused with any other URL."""
+    if cams.url.startswith(RTSP_TEST_SCHEME):
+        return
+    default = Cameras(count=1, url="-")
+    for key in _CLIP_KEYS:
+        if getattr(cams, key) != getattr(default, key):
+            raise ScenarioError(f"{key} needs url = \"rtsp-test://MOUNT\" (it sets the RTSP test camera's clip) - "
+                                f"at `$.bench.cameras.{key}`")
+
+
+def rtsp_test_clip(sc: Scenario) -> Clip:
+    """The RTSP test camera's clip as ``[bench.cameras]`` declares it (``rtsp_width``...; defaults: today's clip)."""
+    cams = sc.bench.cameras
+    if cams is None:
+        return Clip()
+    return Clip(width=cams.rtsp_width, height=cams.rtsp_height, fps=cams.rtsp_fps, gop=cams.rtsp_gop,
+                bframes=cams.rtsp_bframes)
 
 
 def variants(sc: Scenario) -> list[Variant]:

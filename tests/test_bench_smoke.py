@@ -181,3 +181,34 @@ def test_the_remote_backend_runs_reference_services_for_both_runs(tmp_path):
 def test_remote_needs_a_task_type_only_the_services_serve():
     with pytest.raises(ScenarioError, match=r"no built-in rule .* - at `\$.bench.cameras.task_type`"):
         decode_scenario(REMOTE.replace("吸烟检测", "人数统计"))
+
+
+def test_the_rtsp_clip_keys_need_the_rtsp_test_camera():
+    with pytest.raises(ScenarioError, match=r"rtsp_gop needs url .* - at `\$.bench.cameras.rtsp_gop`"):
+        decode_scenario(SCENARIO.replace("interval_ms = 100", "interval_ms = 100\nrtsp_gop = 50"))
+
+
+def test_the_limit_is_the_detector_or_what_the_needed_decoding_leaves():
+    from framewatch.benchmarks.report import limit_figures
+
+    probes = {"capacity": {"fps": 46.0, "cpu_ms_per_frame": 40.0},
+              "decode": {"modes": {"full": {"cores": 0.7}, "keyframes": {"cores": 0.2}}}}
+    lim = limit_figures(probes, 46.0, 70.0, 20.0, 2)
+    assert lim["box_after_needed_decode_per_s"] == 45.0  # (2 - 0.2) cores / 40 ms
+    assert (lim["limit_per_s"], lim["limit_basis"]) == (45.0, "box after keyframes decoding")
+    assert lim["inferred_over_target"] == round(20 / 45, 3)
+    assert lim["box_after_full_decode_per_s"] == 32.5
+    assert limit_figures({}, 7.8, 70.0, 7.0, 2)["limit_per_s"] == 7.8  # no probes: the detector alone
+
+
+def test_the_pyav_decode_probe_modes_decode_less_and_less(tmp_path):
+    """The bundled clip (a file, looped) for 0.4 s per mode: keyframes decodes a few frames, demux none."""
+    from framewatch.benchmarks.probes import stream_decode_probe
+    from framewatch.benchmarks.scenario import run_config, variants
+
+    sc = decode_scenario(SCENARIO.replace('"synthetic://smoke{i}?width=320&height=240&fps=25"', '"asset:vtest_5s.mp4"')
+                         .replace("count = 4", "count = 1"))
+    cfg = run_config(sc, variants(sc)[0], tmp_path).config
+    got = {m: stream_decode_probe(cfg, m, 0.4) for m in ("full", "keyframes", "demux")}
+    assert all(r["error"] is None and r["opened"] == 1 and r["packets_per_s"] > 0 for r in got.values()), got
+    assert got["full"]["decoded_per_s"] > got["keyframes"]["decoded_per_s"] > 0 == got["demux"]["decoded_per_s"]
