@@ -184,7 +184,8 @@ def test_with_a_no_op_detector_and_8_cameras_flat_out_the_mailbox_bound_still_ho
             assert_conserved(fw.snapshot(fresh=False))
         peak_load = fw.system.pool.peak_load
         window = fw.snapshot()
-    assert peak_load <= HIGH * SLOTS, peak_load
-    assert max_mailboxes <= HIGH * SLOTS
+    assert peak_load <= HIGH * SLOTS, peak_load  # the pool's own count, exact
+    # The slots' mailboxes are read one after the other, not at one instant: a frame can be seen in two reads.
+    assert max_mailboxes <= HIGH * SLOTS + SLOTS
     assert window.totals.inferred > 500 and window.totals.skipped > 0
     assert_conserved(fw.final, at_rest=True)
