@@ -36,7 +36,7 @@ from .inference.remote import ImageLinks, InflightImages, PresignedImages, Remot
 from .inference.slot import Backend, InferenceActor, TaskRoute, local_backend
 from .ingest.backpressure import Valve
 from .ingest.extractor import ExtractorActor
-from .ingest.sources import FrameSource, open_source
+from .ingest.sources import FrameSource, source_for_task
 from .storage.retention import Bound, RetentionActor
 from .storage.store import LocalStore, Store, StoreError, StoreUnavailable, join_key, task_dir
 from .storage.writer import FrameWriterActor, ObjectWriter
@@ -273,9 +273,7 @@ class System:
                          on_started=installed, on_given_up=lambda reason: on_given_up(slot, reason), **self._budget)
 
     def _conf_source(self, task: TaskConf) -> FrameSource:
-        fe = self.cfg.frame_extractor
-        return open_source(task.rtsp_url, open_timeout_ms=fe.open_timeout_ms, read_timeout_ms=fe.read_timeout_ms,
-                           loop=task.loop, realtime=task.realtime)
+        return source_for_task(self.cfg, task)
 
     def extractor_spec(self, camera: Camera) -> ChildSpec:
         fe = self.cfg.frame_extractor

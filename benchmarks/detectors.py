@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable
 from itertools import count
 
+import msgspec
 import numpy as np
+
 from framewatch.actors.core.config import DetectorConf
 from framewatch.actors.core.messages import Detection
-from framewatch.actors.inference.detectors import Detector, NoopDetector, SsdliteDetector
+from framewatch.actors.inference.detectors import Detector, NoopDetector, build_detector
 
 from .scenario import Inference
 
@@ -97,7 +99,8 @@ def backend_factory(inf: Inference, det: DetectorConf) -> Callable[[], Detector]
     if inf.backend == "emulated":
         return lambda: DistributionDetector(inf, None if inf.seed is None else inf.seed + next(_seeds))
     if inf.backend == "ssdlite":
-        return lambda: SsdliteDetector(det.model, det.model_config, threshold=det.threshold, threads=det.threads)
+        ssdlite = msgspec.structs.replace(det, backend="ssdlite")  # the conf's runtime, streams, threads, model
+        return lambda: build_detector(ssdlite)
     return NoopDetector
 
 

@@ -28,9 +28,10 @@ from .scenario import DecodeMode
 
 
 def _source(cfg: Config, url: str):  # type: ignore[no-untyped-def]
+    """A source that decodes every frame it grabs (OpenCV's): the probes time and keep every frame."""
     fe = cfg.frame_extractor
     return open_source(url, open_timeout_ms=fe.open_timeout_ms, read_timeout_ms=fe.read_timeout_ms, loop=True,
-                       realtime=False)
+                       realtime=False, decoder="opencv")
 
 
 def sample_frames(cfg: Config, n: int) -> list[np.ndarray]:

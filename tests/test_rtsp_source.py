@@ -19,7 +19,7 @@ FPS = 10.0
 
 
 def _open(url: str, **timeouts: int) -> CaptureSource:
-    source = open_source(url, **timeouts)
+    source = open_source(url, decoder="opencv", **timeouts)
     assert isinstance(source, CaptureSource) and source.live
     source.open()
     return source

@@ -34,7 +34,7 @@ class _Camera:
     __slots__ = (
         "sampled", "skipped", "sent", "in_flight", "inferred", "failed", "with_detections", "without_detections",
         "alerts", "stored", "store_failed", "opens", "open_failures", "stalls", "state", "last_error",
-        "last_frame_mono", "waiting",
+        "last_frame_mono", "waiting", "decode_mode", "decoded",
     )
 
     def __init__(self) -> None:
@@ -46,6 +46,8 @@ class _Camera:
         self.last_error = ""
         self.last_frame_mono = 0.0
         self.waiting = ""
+        self.decode_mode = ""
+        self.decoded = 0
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +77,8 @@ class CameraStats(Counts, frozen=True, kw_only=True):
     last_frame_sec: float | None = None  # seconds since its source last delivered a frame (progress, not liveness)
     share: float = 0.0  # this camera's fraction of the frames inferred in the window
     waiting: str = ""  # why its samples are skipped whatever the load (no backend serves it, its pinned service away)
+    decode_mode: str = ""  # how its source decodes now: "keyframes" | "gop" | "full" (PyAV), "opencv", "synthetic"
+    decoded: int = 0  # frames its sources decoded (every open counted): decoded / inferred is the decoding overhead
 
 
 class Totals(Counts, frozen=True, kw_only=True):
@@ -236,6 +240,13 @@ class Metrics:
         with self._lock:
             self._cam(task_id).last_frame_mono = time.monotonic()
 
+    def decoding(self, task_id: str, mode: str, decoded: int) -> None:
+        """Its source decodes in ``mode`` and decoded ``decoded`` more frames since the last report."""
+        with self._lock:
+            cam = self._cam(task_id)
+            cam.decode_mode = mode
+            cam.decoded += decoded
+
     # --- inference side ---
 
     def observe_inferred(self, callback: Callable[[str, float, float], None]) -> None:
@@ -350,6 +361,7 @@ class Metrics:
                     without_detections=c.without_detections, alerts=c.alerts, stored=c.stored,
                     store_failed=c.store_failed, state=c.state, opens=c.opens, open_failures=c.open_failures,
                     stalls=c.stalls, last_error=c.last_error, waiting=c.waiting,
+                    decode_mode=c.decode_mode, decoded=c.decoded,
                     last_frame_sec=round(now - c.last_frame_mono, 2) if c.last_frame_mono else None,
                     sampled_per_s=rates[0], extracted_per_s=rates[1], inferred_per_s=rates[2], share=rates[3],
                 )

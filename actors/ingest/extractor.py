@@ -5,6 +5,12 @@ the inference pool, only for samples its valve grants; skipped samples cost a gr
 (no colour conversion, no encode, no store, no send). A sample that finds no credit stays pending: the next frames
 grabbed may still take it (the freshest frame wins) until the following sample is due; only then is it skipped.
 
+A source may decode only some frames (PyAV at keyframes only): a credit is taken only for a frame it can retrieve
+(``retrievable``), and the valve is told when the source can serve the next sample (``want``), not just when it is
+due, so no credit is granted to wait for a keyframe. A frame's capture time is the source's ``frame_time`` (PyAV may
+serve a sample with its last keyframe's picture, taken a little earlier). The counting is unchanged: each sample is
+counted once, sent or skipped.
+
 Thread: every hook runs on the actor's own thread, named ``extractor:<task id>``. The source is opened in
 ``on_start``/``Reopen`` and released in ``on_stop``/``on_failure``.
 
@@ -65,6 +71,8 @@ class ExtractorActor(ChildActor):
         self._pending = False  # a sample is due and waits for a credit (until the next one is due)
         self._last_frame = 0.0
         self._seq = 0
+        self._decoded_seen = 0  # the source's ``decoded`` already counted in the metrics
+        self._mode_seen = ""
         # A dead camera is retried for months: log its failures as states (once, reminders, back up), not per retry.
         self._state = StateLog(log, f"extractor {task_id}", level=logging.WARNING)
         self._decoding = StateLog(log, f"extractor {task_id}: decoding", level=logging.WARNING)
@@ -106,6 +114,7 @@ class ExtractorActor(ChildActor):
             self._retry_later(str(exc), attempt)
             return
         self._source = source
+        self._decoded_seen, self._mode_seen = 0, ""
         self._last_frame = time.monotonic()
         self._next_due = 0.0
         self._pending = False
@@ -122,6 +131,9 @@ class ExtractorActor(ChildActor):
         self._timers.send_after(delay, self.actor_ref, Reopen(attempt=attempt + 1))
 
     def _close(self) -> None:
+        if self._pending:  # a sample was due and never got a frame: skipped (a file that ended, a failed stream)
+            self._pending = False
+            self._metrics.sampled(self.task_id, sent=False)
         if self._source is not None:
             self._source.close()
             self._source = None
@@ -156,14 +168,23 @@ class ExtractorActor(ChildActor):
             self._pending = True
             # Next sample one interval later; after a gap, start again from now rather than catching up.
             self._next_due = self._next_due + self.interval if ts - self._next_due < self.interval else ts + self.interval
-        if self._pending and self._valve.take():
+        if self._pending and source.retrievable() and self._valve.take():
             self._pending = False
-            self._send(source, ts)
-        # A pending sample wants a credit now; otherwise the next one is due at _next_due.
-        self._valve.due(ts if self._pending else self._next_due)
+            self._send(source)
+        # A pending sample wants a credit now (and is skipped at _next_due), otherwise the next one is due at
+        # _next_due; the source says when it can serve it (at the next keyframe, if it decodes keyframes only).
+        due, until = (ts, self._next_due) if self._pending else (self._next_due, self._next_due + self.interval)
+        self._valve.due(source.want(due, until, self._valve.credits))
+        self._report_decoding(source)
         self.actor_ref.tell(Pump())
 
-    def _send(self, source: FrameSource, ts: float) -> None:
+    def _report_decoding(self, source: FrameSource) -> None:
+        decoded, mode = source.decoded, source.decode_mode
+        if decoded != self._decoded_seen or mode != self._mode_seen:
+            self._metrics.decoding(self.task_id, mode, decoded - self._decoded_seen)
+            self._decoded_seen, self._mode_seen = decoded, mode
+
+    def _send(self, source: FrameSource) -> None:
         """Convert the frame just grabbed (the freshest) and hand it to the pool; a credit paid for it."""
         self._metrics.sampled(self.task_id, sent=True)
         try:
@@ -175,10 +196,11 @@ class ExtractorActor(ChildActor):
             return
         self._decoding.up()
         self._seq += 1
-        wall = time.time() - (time.monotonic() - ts)
+        captured = source.frame_time  # the grab's time, or a little earlier (a keyframe's picture, just after it)
+        wall = time.time() - (time.monotonic() - captured)
         frame = Frame(
             task_id=self.task_id, task_type=self.task_type, seq=self._seq,
-            captured_at=wall, captured_mono=ts, image=image,
+            captured_at=wall, captured_mono=captured, image=image,
         )
         self._pool.submit(frame)
         self._valve.handed_over()
