@@ -63,6 +63,7 @@ _SHUTDOWN_STEPS = {
     "sources": "stopping sources",
     "inference": "draining inference",
     "api": "stopping the http api",
+    "analytics": "ending open events",
     "writer": "storing frames",
     "retention": "retention deletes what is due",
     "alerts": "flushing alerts",
@@ -141,6 +142,8 @@ class Supervisor(pykka.ThreadingActor):
             self.tree.add(spec)
         if cfg.http.enable:
             self.tree.add(system.http_spec(self._ask_snapshot))
+        for camera in system.cameras.values():
+            self.tree.add(system.analytics_spec(camera))
         for spec in system.local_slot_specs(self._slot_given_up):
             self.tree.add(spec)
         for camera in system.cameras.values():

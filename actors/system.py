@@ -12,6 +12,7 @@ that cannot start raises ``StartError`` from the constructor, after everything s
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -22,14 +23,17 @@ import pykka
 from ..supervisor import Supervisor
 from .alerts.actor import AlertActor, AlertBoard, AlertSpool, MemorySpool
 from .alerts.sinks import JsonlSink, Sink
-from .analytics.rules import build_rule, has_builtin_rule
+from .analytics.actor import AnalyticsActor
+from .analytics.rules import has_builtin_rule
+from .analytics.tasks.base import TaskParams
+from .analytics.tasktypes import decode_task_params
 from .api.http import HttpApi
 from .core.config import Config, Loaded, TaskConf
 from .core.messages import GetSnapshot, Shutdown, Start
 from .core.metrics import Metrics, Snapshot
 from .core.supervision import Backoff, ChildSpec, Handle, Link, StartError, start_actor
 from .core.timers import Timers
-from .inference.detectors import Detector, build_detector
+from .inference.detectors import Detector, build_coco_detector, build_detector
 from .inference.pool import InferencePool
 from .inference.registry import Health, Registry, ServiceInfo
 from .inference.remote import ImageLinks, InflightImages, PresignedImages, RemoteBackend, publish_algo_config
@@ -47,19 +51,27 @@ log = logging.getLogger("framewatch")
 class Camera:
     """Everything framewatch keeps about one task (camera), built once from its conf."""
 
-    __slots__ = ("conf", "interval_sec", "route", "valve", "bounds", "waiting")
+    __slots__ = ("conf", "interval_sec", "params", "route", "valve", "bounds", "waiting", "analytics", "seqs")
 
     def __init__(self, cfg: Config, task: TaskConf) -> None:
         ai = cfg.ai_analysis
         self.conf = task
         self.interval_sec = cfg.task_interval_ms(task) / 1000
+        # The task type's tracking rule and its parameters (the conf was validated: this decodes).
+        self.params: TaskParams[Any] | None = (decode_task_params(task.task_type, task.algo_config)
+                                               if has_builtin_rule(task.task_type) else None)
         # Keys are relative to the store's root (MinioStore adds minio.base_path itself).
         alert_prefix = join_key(ai.alert_base_path, task_dir(task.task_type, task.id, None))
         frame_prefix = None if ai.save_only_with_detection else task_dir(task.task_type, task.id, task.output_path)
-        self.route = TaskRoute(build_rule(task.task_type, task.algo_config), frame_prefix, alert_prefix,
-                               task.algo_config, save_alert_image=cfg.task_save_alert_image(task))
-        self.valve = Valve(task.id, weight=task.weight, interval_sec=self.interval_sec,
+        # Frames (with their images) wait here while its analytics restarts: a few, not thousands.
+        self.analytics = Link(f"analytics:{task.id}", max_pending=ANALYTICS_PENDING)
+        self.route = TaskRoute(local_detector_kind(cfg, task.task_type, self.params), frame_prefix, alert_prefix,
+                               task.algo_config, save_alert_image=cfg.task_save_alert_image(task),
+                               analytics=self.analytics)
+        min_fps = self.params.min_fps if self.params is not None else 0.0
+        self.valve = Valve(task.id, weight=task.weight, interval_sec=self.interval_sec, min_fps=min_fps,
                            unbounded=cfg.backpressure.policy == "unbounded")
+        self.seqs = itertools.count(1)  # frame numbers, across restarts of its extractor
         self.waiting = ""  # why its samples are skipped whatever the load, as last reported (supervisor thread)
         self.bounds = [Bound(task_id=task.id, prefix=alert_prefix, max_count=cfg.alerts.image_max_count,
                              max_age_sec=cfg.alerts.image_max_age_sec)]
@@ -74,6 +86,37 @@ class Camera:
     @property
     def child_id(self) -> str:
         return f"extractor:{self.conf.id}"
+
+
+#: Frames held for a camera's analytics between its crash and its restart (the oldest dropped past it, counted).
+ANALYTICS_PENDING = 64
+
+#: Local detector kinds: the built-in person detector, and the 80-class COCO one.
+PERSON, COCO = "person", "coco"
+
+
+def local_detector_kind(cfg: Config, task_type: str, params: TaskParams[Any] | None) -> str | None:
+    """Which local detector serves a task type: none when ``detector.task_types`` leaves it out; COCO for
+    ``detector.coco_task_types`` (and any type tracking labels the person detector lacks but COCO has), the person
+    detector for types that track people only, else none (the type's labels, ``smoking`` / ``no_helmet``, come from
+    algorithm services)."""
+    served = cfg.detector.task_types
+    if params is None or (served is not None and task_type not in served):
+        return None
+    from .inference.nanodet import COCO_LABELS
+
+    labels = params.labels()
+    if task_type in cfg.detector.coco_task_types:
+        return COCO if labels <= set(COCO_LABELS) else None
+    if labels <= {"person"}:
+        return PERSON
+    return COCO if labels <= set(COCO_LABELS) else None
+
+
+def served_locally(cfg: Config, task: TaskConf) -> bool:
+    """Whether a local detector serves the task's type (else only algorithm services do)."""
+    params = decode_task_params(task.task_type, task.algo_config) if has_builtin_rule(task.task_type) else None
+    return local_detector_kind(cfg, task.task_type, params) is not None
 
 
 def build_store(cfg: Config) -> Store:
@@ -137,6 +180,8 @@ class System:
         self.cameras: dict[str, Camera] = {t.id: Camera(cfg, t) for t in cfg.enabled_tasks()}
         self.routes: dict[str, TaskRoute] = {c.id: c.route for c in self.cameras.values()}  # the data path's view
         self.metrics = Metrics(list(self.cameras))
+        for c in self.cameras.values():
+            self.metrics.sampling_floor(c.id, c.valve.min_fps, 1 / c.interval_sec)
         pins = {c.id: c.conf.preferred_algorithm_endpoint for c in self.cameras.values()
                 if c.conf.preferred_algorithm_endpoint}
         self.pool = InferencePool(self.metrics, pins)
@@ -153,7 +198,7 @@ class System:
         self.links: ImageLinks = self.images
         self.spool: AlertSpool | None = None
         self.http: HttpApi | None = None
-        self._detector_factory = detector_factory or (lambda: build_detector(cfg.detector))
+        self._detector_factory = detector_factory  # replaces every local detector kind (tests, benchmarks)
         self._sink_factory = sink_factory or build_sink_factory(cfg)
         self._source_factory = source_factory or self._conf_source
         self._store_factory = store_factory or build_store
@@ -238,12 +283,19 @@ class System:
         return ChildSpec(id="http", stage="api", start=start, setting="http.port", **self._budget)
 
     def local_slot_specs(self, on_given_up: Callable[[str, str], None]) -> list[ChildSpec]:
-        """The built-in detector's slots: ``detector.actors`` (within ``max_concurrent_infer``)."""
-        types = frozenset(c.conf.task_type for c in self.cameras.values() if has_builtin_rule(c.conf.task_type))
+        """The built-in detectors' slots: ``detector.actors`` (within ``max_concurrent_infer``), each holding one
+        detector of every kind the enabled tasks need."""
+        kinds = {c.route.detector for c in self.cameras.values()} - {None}
+        types = frozenset(c.conf.task_type for c in self.cameras.values() if c.route.detector is not None)
         n = min(self.cfg.detector.actors, self.cfg.ai_analysis.max_concurrent_infer)
+        det = self.cfg.detector
+        made: dict[str, Callable[[], Detector]] = {PERSON: lambda: build_detector(det),
+                                                   COCO: lambda: build_coco_detector(det)}
+        factories = {k: self._detector_factory or made[k] for k in sorted(kinds)}  # type: ignore[index]
         health = Health("local", breaker=False)
-        backend = local_backend(self._detector_factory)
-        return [self.slot_spec(f"local-{k}", types, health, backend, on_given_up, setting="detector.model")
+        backend = local_backend(factories)
+        setting = "detector.coco_model" if kinds == {COCO} else "detector.model"
+        return [self.slot_spec(f"local-{k}", types, health, backend, on_given_up, setting=setting)
                 for k in range(n)]
 
     def remote_backend(self, info: ServiceInfo) -> Callable[[], Backend]:
@@ -272,6 +324,17 @@ class System:
         return ChildSpec(id=f"inference:{slot}", stage="inference", start=start, setting=setting,
                          on_started=installed, on_given_up=lambda reason: on_given_up(slot, reason), **self._budget)
 
+    def analytics_spec(self, camera: Camera) -> ChildSpec:
+        """The camera's analytics (tracking, events, alert records), between inference and the writer."""
+
+        def start() -> Handle:
+            return start_actor(AnalyticsActor, camera.analytics, task_id=camera.id, task_type=camera.conf.task_type,
+                               params=camera.params, route=camera.route, writer=self.writer, metrics=self.metrics,
+                               timers=self.timers)
+
+        return ChildSpec(id=f"analytics:{camera.id}", stage="analytics", start=start,
+                         on_given_up=lambda reason: camera.analytics.close(), **self._budget)
+
     def _conf_source(self, task: TaskConf) -> FrameSource:
         return source_for_task(self.cfg, task)
 
@@ -282,7 +345,7 @@ class System:
         def start() -> Handle:
             return start_actor(ExtractorActor, task_id=task.id, task_type=task.task_type,
                                interval_sec=camera.interval_sec, source_factory=lambda: self._source_factory(task),
-                               valve=camera.valve,
+                               valve=camera.valve, seqs=camera.seqs,
                                pool=self.pool, metrics=self.metrics, timers=self.timers,
                                backoff=Backoff(fe.backoff_initial_sec, fe.backoff_max_sec, fe.backoff_reset_sec),
                                stall_timeout_sec=fe.stall_timeout_sec)

@@ -26,7 +26,7 @@ from framewatch.actors.system import Running
 from .report import service_figures
 from .services import ReferenceServices
 
-REMOTE_TYPE = "吸烟检测"  # no built-in rule: only the remote service serves it
+REMOTE_TYPE = "吸烟检测"  # no local detector serves it: only the remote service does
 LOCAL_TYPE = "人数统计"
 
 

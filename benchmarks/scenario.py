@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-from framewatch.actors.analytics.rules import PEOPLE_COUNTING, has_builtin_rule
+from framewatch.actors.analytics.rules import PEOPLE_COUNTING
+from framewatch.actors.system import served_locally
 from framewatch.actors.core import config as fwconfig
 from framewatch.actors.core.config import Config, ConfigError, Loaded, TaskConf
 from msgspec import Meta
@@ -298,13 +299,13 @@ def run_config(sc: Scenario, variant: Variant, run_dir: Path) -> Loaded:
     inf = b.inference
     http = cfg.http
     if inf.backend == "remote":
-        # The services alone must serve the cameras: a task type with a built-in rule would also go to the local
-        # detector. One local actor (noop) stays, serving no camera; the pool counts only slots serving a camera.
-        local = sorted({t.task_type for t in tasks if t.enabled and has_builtin_rule(t.task_type)})
+        # The services alone must serve the cameras: a task type a local detector serves would also go to it.
+        # One local actor (noop) stays, serving no camera; the pool counts only slots serving a camera.
+        local = sorted({t.task_type for t in tasks if t.enabled and served_locally(cfg, t)})
         if local:
             where = "$.bench.cameras.task_type" if b.cameras is not None else "$.framewatch.frame_extractor.tasks"
-            raise ScenarioError(f"backend remote needs task types with no built-in rule (e.g. 吸烟检测), so only the "
-                                f"services infer; {', '.join(local)} has one - at `{where}`")
+            raise ScenarioError(f"backend remote needs task types no local detector serves (e.g. 吸烟检测), so only "
+                                f"the services infer; the person detector serves {', '.join(local)} - at `{where}`")
         det = r(cfg.detector, backend="noop", actors=1)
         http = r(http, enable=True, port=0, public_url="")  # each run's own API, on a free port, for its services
     else:

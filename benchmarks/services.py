@@ -118,7 +118,7 @@ class _RemoteDetector:
     def detect(self, image: Any) -> list[Detection]:
         frame = Frame(task_id="probe", task_type=self._task_type, seq=next(self._seq), captured_at=time.time(),
                       captured_mono=time.monotonic(), image=image)
-        return self._backend.infer(frame, self._route).decision.detections
+        return self._backend.infer(frame, self._route).detections
 
     def close(self) -> None:
         self._backend.close()

@@ -36,7 +36,7 @@ from framewatch.actors.core.config import MinioConf  # noqa: E402
 from framewatch.actors.analytics.rules import Decision  # noqa: E402
 from framewatch.actors.core.messages import (  # noqa: E402
     Alert, AlertStatsRequest, Detection, Flush, Frame, RetentionStatsRequest, Stored)
-from framewatch.actors.inference.slot import make_alert  # noqa: E402
+from framewatch.actors.alerts.records import make_alert  # noqa: E402
 from framewatch.actors.core.metrics import Metrics  # noqa: E402
 from framewatch.actors.storage.minio import MinioStore  # noqa: E402
 from framewatch.actors.storage.retention import Bound, RetentionActor  # noqa: E402

@@ -11,8 +11,12 @@ It answers every frame with one person, ``{success, result: {total_count, detect
 region_results}, confidence, inference_time_ms}`` (a float, as the old examples measured it), and tags the
 detection with the first enabled region of the fetched configuration, as region-aware services did.
 
+``--label`` changes the class it answers (``no_helmet``: a helmet service), and ``--on-off ON OFF`` makes it see
+the object only ``ON`` seconds out of every ``ON + OFF`` (on its own clock, from its start), answering
+``total_count: 0`` and no detection in between: a violation that persists, then stops.
+
 Usage: ``python old_protocol_service.py --easydarwin URL --record FILE [--service-id ID] [--task-types T ...]
-[--heartbeat-interval SEC]``.
+[--heartbeat-interval SEC] [--label CLASS] [--on-off ON OFF]``.
 """
 
 import argparse
@@ -95,6 +99,15 @@ class InferenceHandler(BaseHTTPRequestHandler):
 
     recorder = None
     stats = None
+    label = PERSON["class"]
+    on_off = None  # (on, off) seconds, or None: always seen
+    started_at = time.monotonic()
+
+    def seeing(self):
+        if self.on_off is None:
+            return True
+        on, off = self.on_off
+        return (time.monotonic() - self.started_at) % (on + off) < on
 
     def do_POST(self):
         started = time.time()
@@ -106,12 +119,13 @@ class InferenceHandler(BaseHTTPRequestHandler):
         fetched = json.loads(fetch(req["algo_config_url"])) if req.get("algo_config_url") else None
         inference_start = time.time()
         regions = regions_of(fetched)
-        detection = dict(PERSON)
+        detection = {**PERSON, "class": self.label}
         if regions:
             detection.update(region_id=regions[0]["id"], region_name=regions[0]["name"])
-        result = {"total_count": 1, "detections": [detection],
-                  "region_results": [{"region_id": r["id"], "region_name": r["name"], "count": 1, "alert": True}
-                                     for r in regions]}
+        seen = self.seeing()
+        result = {"total_count": int(seen), "detections": [detection] if seen else [],
+                  "region_results": [{"region_id": r["id"], "region_name": r["name"], "count": int(seen),
+                                      "alert": seen} for r in regions]}
         inference_ms = (time.time() - inference_start) * 1000  # a float: JSON says 0.012, never 0
         self.stats.record(inference_ms, (time.time() - started) * 1000)
         self.recorder.write("infer", request=req, image_ok=image_ok, algo_config_fetched=fetched,
@@ -136,7 +150,13 @@ def main():
     p.add_argument("--task-types", nargs="+", default=["人员跌倒"])
     p.add_argument("--port", type=int, default=0, help="0: any free port")
     p.add_argument("--heartbeat-interval", type=float, default=30.0, help="seconds between heartbeats")
+    p.add_argument("--label", default=PERSON["class"], help="the class of the object it answers")
+    p.add_argument("--on-off", type=float, nargs=2, metavar=("ON", "OFF"),
+                   help="see the object ON seconds out of every ON + OFF")
     args = p.parse_args()
+    InferenceHandler.label = args.label
+    InferenceHandler.on_off = tuple(args.on_off) if args.on_off else None
+    InferenceHandler.started_at = time.monotonic()
     api = args.easydarwin.rstrip("/") + "/api/v1/ai_analysis"
     recorder = Recorder(args.record)
     InferenceHandler.recorder, InferenceHandler.stats = recorder, Stats()

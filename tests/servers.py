@@ -288,18 +288,18 @@ def kafka_threads() -> list[str]:
 
 
 def make_alert(task_id: str, seq: int, **overrides: object) -> Alert:
-    """The alert an inference slot makes (``slot.make_alert``: a numeric id of its own, the record's derived fields)
+    """The alert an inference slot makes (``alerts.records.make_alert``: a numeric id of its own, the record's derived fields)
     for frame ``seq`` of a people counting camera, with ``overrides`` applied. Alerts of seqs with the same number of
     digits and the same ``image_stored`` encode to the same size."""
     import msgspec
     from framewatch.actors.analytics.rules import Decision
-    from framewatch.actors.inference import slot
+    from framewatch.actors.alerts import records
 
     frame = Frame(task_id=task_id, task_type="people_counting", seq=seq, captured_at=1_795_932_000 + seq * 0.2,
                   captured_mono=0.0, image=None)
     decision = Decision(alert=True, rule="people_counting", counts={"person": 1 + seq % 3},
                         detections=[Detection(label="person", score=0.875, box=(10, 20, 110, 220))])
-    alert = slot.make_alert(frame, decision, image_key=f"alerts/people_counting/{task_id}/{seq:09d}.jpg",
+    alert = records.make_alert(frame, decision, image_key=f"alerts/people_counting/{task_id}/{seq:09d}.jpg",
                             inference_ms=41.5, backend="ssdlite")
     values: dict[str, object] = {"image_stored": seq % 2 == 0, **overrides}
     return msgspec.structs.replace(alert, **values)
@@ -308,9 +308,18 @@ def make_alert(task_id: str, seq: int, **overrides: object) -> Alert:
 # --- a running framewatch against these servers ----------------------------------------------------------------------
 
 
+#: ``pipeline_conf``'s task type: tripwire counting on a line across the middle of its 320x240 frames, where
+#: ``Spotter``'s person crosses it twice a second (each crossing is one alert record with its own image).
+PIPELINE_TASK_TYPE = "绊线人数统计"
+_LINE_Y = 150
+_WALK_PERIOD_S = 1.0
+
+
 class Spotter:
-    """A detector that sees one person in every frame while ``seeing`` is set (so every inferred frame of a people
-    counting task with ``count_threshold = 1`` alerts), and nothing otherwise."""
+    """A detector that sees one person walking up and down across ``pipeline_conf``'s tripwire while ``seeing`` is
+    set, and nothing otherwise: its foot goes from y 100 to 200 and back every second (on the monotonic clock, so
+    every camera sampling it sees the same walk), 2 box sizes a second, which the tracker follows at any sampling
+    rate above 2/s; each pass over the line is one crossing, 15 px past it on both sides (the default margin)."""
 
     name = "spotter"
 
@@ -318,7 +327,11 @@ class Spotter:
         self._seeing = seeing
 
     def detect(self, image: object) -> list[Detection]:
-        return [Detection(label="person", score=0.9, box=(10, 10, 60, 120))] if self._seeing.is_set() else []
+        if not self._seeing.is_set():
+            return []
+        phase = (time.monotonic() % _WALK_PERIOD_S) / _WALK_PERIOD_S  # 0..1: down, then up
+        foot = _LINE_Y - 50 + round(100 * (2 * phase if phase < 0.5 else 2 - 2 * phase))
+        return [Detection(label="person", score=0.9, box=(135, foot - 100, 185, foot))]
 
     def close(self) -> None:
         pass
@@ -329,7 +342,7 @@ def pipeline_conf(tmp_path: Path, *, cams: tuple[str, ...] = ("cam-a", "cam-b"),
                   image_max_age_sec: float | None = None, batch_size: int = 10, batch_interval_sec: float = 0.3,
                   spool_max_bytes: int = 1 << 20,
                   source: str = "synthetic://{cam}?width=320&height=240&fps=10") -> str:
-    """TOML for people counting cameras (one alert per frame the detector sees a person in), the ``noop`` detector
+    """TOML for tripwire cameras (one alert per crossing of ``Spotter``'s person), the ``noop`` detector
     (tests pass a ``detector_factory``), frames to MinIO when ``minio`` is given (else to ``tmp_path``), alerts to
     Kafka ``(bootstrap, topic)`` when ``kafka`` is given (else to ``tmp_path/alerts.jsonl``)."""
     store = "local"
@@ -341,8 +354,10 @@ def pipeline_conf(tmp_path: Path, *, cams: tuple[str, ...] = ("cam-a", "cam-b"),
                          f'base_path = "{minio.base_path}"\ntimeout_sec = {minio.timeout_sec}\n')
     mq = f'mq_type = "kafka"\nmq_address = "{kafka[0]}"\nmq_topic = "{kafka[1]}"' if kafka else 'mq_type = "jsonl"'
     tasks = "".join(
-        f'[[frame_extractor.tasks]]\nid = "{cam}"\ntask_type = "人数统计"\nrtsp_url = "{source.format(cam=cam)}"\n'
-        f"[frame_extractor.tasks.algo_config]\ncount_threshold = 1\n"
+        f'[[frame_extractor.tasks]]\nid = "{cam}"\ntask_type = "{PIPELINE_TASK_TYPE}"\n'
+        f'rtsp_url = "{source.format(cam=cam)}"\n'
+        f'[frame_extractor.tasks.algo_config]\nconfig_version = "1.0"\n'
+        f'regions = [{{id = "line", type = "line", points = [[0, {_LINE_Y}], [320, {_LINE_Y}]]}}]\n'
         for cam in cams
     )
     return f"""

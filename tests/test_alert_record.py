@@ -19,7 +19,7 @@ from framewatch.actors.analytics.rules import Decision, RegionResult
 from framewatch.actors.core.config import decode_config
 from framewatch.actors.core.ids import MAX_SAFE_INTEGER, PER_MS, AlertIds, issued_ms
 from framewatch.actors.core.messages import Alert, Detection, Frame
-from framewatch.actors.inference.slot import make_alert as slot_make_alert
+from framewatch.actors.alerts.records import make_alert as slot_make_alert
 from framewatch.actors.system import Running
 
 from tests.servers import (
@@ -183,7 +183,7 @@ def test_a_local_detector_alert_is_a_full_old_row_with_an_equivalent_result() ->
     assert (row.confidence, row.detection_count, row.inference_time_ms) == (0.875, 1, 42)
     assert row.created_at == row.updated_at
     record = json.loads(encode_alert(alert))
-    assert record["schema"] == 2 and record["uid"] == alert.uid and len(alert.uid) == 32
+    assert record["schema"] == 3 and record["uid"] == alert.uid and len(alert.uid) == 32
     assert list(record)[:13] == list(OldAlertRow.__struct_fields__)  # the old row first, in its order
 
 

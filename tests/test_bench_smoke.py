@@ -179,7 +179,7 @@ def test_the_remote_backend_runs_reference_services_for_both_runs(tmp_path):
 
 
 def test_remote_needs_a_task_type_only_the_services_serve():
-    with pytest.raises(ScenarioError, match=r"no built-in rule .* - at `\$.bench.cameras.task_type`"):
+    with pytest.raises(ScenarioError, match=r"no local detector serves .* - at `\$.bench.cameras.task_type`"):
         decode_scenario(REMOTE.replace("吸烟检测", "人数统计"))
 
 

@@ -115,7 +115,7 @@ def test_check_accepts_the_seed_and_the_shipped_confs():
 
 # --- what cannot work is refused at decode time ---------------------------------------------------------------------
 
-SHIPPED = "ssdlite_person.config, ssdlite_person.pb, ssdlite_person.pbtxt, vtest_5s.mp4"
+SHIPPED = "nanodet-coco-416.onnx, ssdlite_person.config, ssdlite_person.pb, ssdlite_person.pbtxt, vtest_5s.mp4"
 SOURCE_KINDS = "rtsp://, rtsps://, rtmp://, http://, https://, synthetic://, asset:NAME or a file path"
 MINIO = "[frame_extractor]\nstore = 'minio'\n[frame_extractor.minio]\n"
 MINIO_OK = {"endpoint": "127.0.0.1:9000", "bucket": "images", "access_key": "a", "secret_key": "s"}

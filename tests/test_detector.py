@@ -15,13 +15,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from framewatch.actors.analytics.rules import (
-    AreaIntrusion,
-    IntrusionConf,
-    PeopleCounting,
-    PeopleCountingConf,
-    point_in_polygon,
-)
+from framewatch.actors.analytics.regions import point_in_polygon
 from framewatch.actors.core.config import (
     Config,
     ConfigError,
@@ -87,25 +81,6 @@ def people_free_images() -> list[np.ndarray]:
 def test_no_person_above_threshold_on_people_free_images(detector):
     for i, image in enumerate(people_free_images()):
         assert detector.detect(image) == [], i
-
-
-def test_people_counting_alerts_when_the_count_reaches_the_threshold():
-    people = [Detection("person", 0.9, (0, 0, 10, 10)) for _ in range(3)]
-    rule = PeopleCounting(PeopleCountingConf(count_threshold=3))
-    decision = rule.evaluate(people, 100, 100)
-    assert decision.alert and decision.counts == {"person": 3}
-    assert not rule.evaluate(people[:2], 100, 100).alert
-
-
-def test_intrusion_alerts_only_for_a_foot_point_inside_the_roi():
-    rule = AreaIntrusion(IntrusionConf(roi=[(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)]))
-    inside = Detection("person", 0.8, (10, 20, 30, 80))  # foot (20, 80) of 100x100: in the lower-left quarter
-    head_only = Detection("person", 0.8, (10, 60, 30, 45))  # bottom at y=45: above the ROI
-    outside = Detection("person", 0.8, (70, 20, 90, 90))
-    decision = rule.evaluate([inside, head_only, outside], 100, 100)
-    assert decision.alert and decision.detections == [inside]
-    assert decision.counts == {"person": 3, "in_roi": 1}
-    assert not rule.evaluate([outside], 100, 100).alert
 
 
 def test_point_in_polygon_handles_concave_shapes():

@@ -67,7 +67,7 @@ def test_alerts_on_the_topic_are_the_alerts_the_stats_counted_keyed_and_in_order
     for cam, stats in final.cameras.items():
         assert sum(a.task_id == cam for a in alerts) == stats.alerts
     assert_in_order_per_camera(alerts)
-    assert {a.schema for a in alerts} == {2}
+    assert {a.schema for a in alerts} == {3}
     assert len({a.uid for a in alerts}) == len(alerts)
 
 
@@ -113,7 +113,7 @@ def test_a_full_spool_drops_its_oldest_alerts_counted_and_the_next_run_replays_t
     topic = unique_name("fw-alerts")
     on = threading.Event()
     on.set()
-    text = pipeline_conf(tmp_path, cams=("cam-a",), kafka=(broker.bootstrap, topic), spool_max_bytes=4096)
+    text = pipeline_conf(tmp_path, cams=("cam-a",), kafka=(broker.bootstrap, topic), spool_max_bytes=8192)
     with caplog.at_level(logging.ERROR), Running(decode_config(text), detector_factory=lambda: Spotter(on)) as fw:
         wait_for(lambda: fw.snapshot().alerts.dropped >= 5, 60, "the spool dropping its oldest alerts")
     first = fw.final

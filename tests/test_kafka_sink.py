@@ -51,7 +51,7 @@ def test_alerts_arrive_on_the_topic_in_order_per_camera_with_every_field(topic: 
         assert {r.partition for r in mine} == {mine[0].partition}  # one camera, one partition
         assert [decode_alert(r.value) for r in sorted(mine, key=lambda r: r.offset)] == [a for a in sent if a.task_id == cam]
     first = json.loads(records[0].value)
-    assert first["schema"] == 2 and isinstance(first["id"], int) and isinstance(first["result"], str)
+    assert first["schema"] == 3 and isinstance(first["id"], int) and isinstance(first["result"], str)
 
 
 def test_the_topic_is_created_on_the_first_write(topic: str) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import msgspec
 import pytest
 from framewatch.actors.analytics.regions import foot_point, point_in_polygon
-from framewatch.actors.analytics.rules import Decision, RegionResult, build_rule, decode_algo_config
+from framewatch.actors.analytics.engine import CameraAnalytics
+from framewatch.actors.analytics.events import EventRecord
+from framewatch.actors.analytics.rules import decode_algo_config, has_builtin_rule
+from framewatch.actors.analytics.tasktypes import decode_task_params
 from framewatch.actors.core.config import ConfigError, decode_config, load_config, resolve_asset
 from framewatch.actors.core.messages import Detection
 from framewatch.actors.inference.detectors import SsdliteDetector
@@ -36,11 +40,37 @@ def disabled(region: dict) -> dict:
     return {**region, "enabled": False}
 
 
+class Seen(NamedTuple):
+    """What the task type's rule made of people standing still for a second (three samples, 0.5 s apart)."""
+
+    records: list[EventRecord]
+    starts: list[EventRecord]
+    detections: list[Detection]
+    """The objects of the events started, in the order they were given (each once)."""
+    regions: dict[str, int]
+    """Per region id: the objects of the events started there."""
+
+    @property
+    def alert(self) -> bool:
+        return bool(self.starts)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """People counting: the counts of the frame-wide event (or of the first one started)."""
+        ranked = sorted(self.starts, key=lambda r: r.region_id != "")
+        return dict(ranked[0].counts) if ranked else {}
+
+
 def evaluate(task_type: str, algo_config: dict, detections: list[Detection], width: int = W,
-             height: int = H) -> Decision:
-    rule = build_rule(task_type, algo_config)
-    assert rule is not None
-    return rule.evaluate(detections, width, height)
+             height: int = H) -> Seen:
+    engine = CameraAnalytics("cam", task_type, decode_task_params(task_type, algo_config))
+    records = [r for t in (0.0, 0.5, 1.0) for r in engine.step(detections, t, width, height).records]
+    starts = [r for r in records if r.event_state == "start"]
+    boxes = {d.box for r in starts for d in r.detections}
+    regions: dict[str, int] = {}
+    for r in starts:
+        regions[r.region_id] = regions.get(r.region_id, 0) + len(r.detections)
+    return Seen(records, starts, [d for d in detections if d.box in boxes], regions)
 
 
 # --- on the bundled clip, with the real detector ------------------------------------------------------------------
@@ -67,35 +97,29 @@ def clip() -> dict[int, list[Detection]]:
     return found
 
 
-def test_a_rectangle_over_the_lower_half_alerts_for_the_people_walking_there(clip):
-    decision = evaluate(INTRUSION, old_format(LOWER_HALF), clip[20])
+def test_a_rectangle_over_the_lower_half_makes_one_intrusion_per_person_walking_there(clip):
+    seen = evaluate(INTRUSION, old_format(LOWER_HALF), clip[20])
     lower = [d for d in clip[20] if d.box[3] >= 288]
-    assert decision.alert and decision.detections == lower and len(lower) == 3
-    assert decision.counts == {"person": 4, "in_roi": 3, "lower_half": 3}
-    assert decision.regions == [RegionResult("lower_half", "下半部", 3, True)]
-    assert decision.detection_regions == ["lower_half"] * 3
-    assert decision.rule == "foot_point_in_region"
+    assert seen.alert and seen.detections == lower and len(lower) == 3
+    assert seen.regions == {"lower_half": 3} and len(seen.starts) == 3
+    assert {(r.rule, r.region_name) for r in seen.starts} == {("intrusion", "下半部")}
 
 
-def test_the_same_rectangle_disabled_gives_no_alert(clip):
-    decision = evaluate(INTRUSION, old_format(disabled(LOWER_HALF)), clip[20])
-    assert not decision.alert and decision.detections == [] and decision.regions == []
-    assert decision.counts == {"person": 4, "in_roi": 0}
+def test_the_same_rectangle_disabled_gives_no_event(clip):
+    seen = evaluate(INTRUSION, old_format(disabled(LOWER_HALF)), clip[20])
+    assert not seen.alert and seen.records == []
 
 
-def test_a_polygon_where_nobody_walks_gives_no_alert_on_any_frame(clip):
+def test_a_polygon_where_nobody_walks_gives_no_event_on_any_frame(clip):
     for index, people in clip.items():
-        decision = evaluate(INTRUSION, old_format(LAWN), people)
-        assert people and not decision.alert, index
-        assert decision.regions == [RegionResult("lawn", "草坪", 0, False)]
+        assert people and not evaluate(INTRUSION, old_format(LAWN), people).alert, index
 
 
-def test_a_polygon_on_the_road_alerts_for_the_two_people_on_it_and_a_disabled_region_beside_it_changes_nothing(clip):
-    decision = evaluate(INTRUSION, old_format(ROAD, disabled(LOWER_HALF), LAWN), clip[20])
+def test_a_polygon_on_the_road_catches_the_two_people_on_it_and_a_disabled_region_beside_it_changes_nothing(clip):
+    seen = evaluate(INTRUSION, old_format(ROAD, disabled(LOWER_HALF), LAWN), clip[20])
     on_road = [d for d in clip[20] if d.box[0] >= 680]
-    assert decision.alert and decision.detections == on_road and len(on_road) == 2
-    assert decision.counts == {"person": 4, "in_roi": 2, "road": 2, "lawn": 0}
-    assert [r.region_id for r in decision.regions] == ["road", "lawn"]
+    assert seen.alert and seen.detections == on_road and len(on_road) == 2
+    assert seen.regions == {"road": 2}
 
 
 def test_the_pixel_rectangle_and_the_old_fraction_roi_of_the_lower_half_find_the_same_intruders(clip):
@@ -103,17 +127,16 @@ def test_the_pixel_rectangle_and_the_old_fraction_roi_of_the_lower_half_find_the
     for people in clip.values():
         by_roi, by_region = evaluate(INTRUSION, roi, people), evaluate(INTRUSION, old_format(LOWER_HALF), people)
         assert by_roi.detections == by_region.detections
-        assert by_roi.counts == {"person": len(people), "in_roi": len(by_region.detections)}
-        assert by_roi.regions == [] and by_roi.detection_regions == [] and by_roi.rule == "foot_point_in_roi"
+        assert set(by_roi.regions) <= {"roi"} and set(by_region.regions) <= {"lower_half"}
 
 
 def test_the_confidence_threshold_ignores_detections_below_it(clip):
     scores = sorted(d.score for d in clip[20])  # about 0.67, 0.70, 0.77, 0.91
     assert scores[1] < 0.75 < scores[2]
-    decision = evaluate(COUNTING, old_format(confidence_threshold=0.75), clip[20])
-    assert decision.counts == {"person": 2} and all(d.score >= 0.75 for d in decision.detections)
+    seen = evaluate(COUNTING, old_format(confidence_threshold=0.75), clip[20])
+    assert seen.counts == {"person": 2} and all(d.score >= 0.75 for d in seen.detections)
     intrusion = evaluate(INTRUSION, old_format(LOWER_HALF, confidence_threshold=0.75), clip[20])
-    assert intrusion.counts == {"person": 2, "in_roi": 1, "lower_half": 1}
+    assert intrusion.regions == {"lower_half": 1}
 
 
 def test_the_size_limits_ignore_boxes_whose_larger_side_is_outside_them(clip):
@@ -125,21 +148,20 @@ def test_the_size_limits_ignore_boxes_whose_larger_side_is_outside_them(clip):
     assert sorted(big.detections + small.detections, key=clip[20].index) == clip[20]
 
 
-def test_people_counting_alerts_when_more_people_than_max_count_stand_in_the_region(clip):
+def test_people_counting_has_an_event_while_more_people_than_max_count_stand_in_the_region(clip):
     at_most = {**LOWER_HALF, "properties": {"max_count": 2, "color": "#FF6B6B"}}
-    decision = evaluate(COUNTING, old_format(at_most), clip[20])
-    assert decision.alert and decision.rule == "people_count_per_region"
-    assert decision.counts == {"person": 4, "lower_half": 3}
-    assert decision.regions == [RegionResult("lower_half", "下半部", 3, True)]
-    assert len(decision.detections) == 3
+    seen = evaluate(COUNTING, old_format(at_most), clip[20])
+    (start,) = seen.starts
+    assert (start.rule, start.region_id, start.region_name, start.counts) == (
+        "people_count", "lower_half", "下半部", {"person": 3})
+    assert len(seen.detections) == 3
     three_allowed = {**LOWER_HALF, "properties": {"max_count": 3}}
-    assert evaluate(COUNTING, old_format(three_allowed), clip[20]).regions == [
-        RegionResult("lower_half", "下半部", 3, False)]
+    assert not evaluate(COUNTING, old_format(three_allowed), clip[20]).alert
 
 
 def test_the_old_count_threshold_form_is_unchanged(clip):
-    decision = evaluate(COUNTING, {"count_threshold": 4}, clip[20])
-    assert decision == Decision(alert=True, rule="people_count>=4", counts={"person": 4}, detections=clip[20])
+    seen = evaluate(COUNTING, {"count_threshold": 4}, clip[20])
+    assert seen.alert and seen.counts == {"person": 4} and seen.detections == clip[20]
     assert not evaluate(COUNTING, {"count_threshold": 5}, clip[20]).alert
 
 
@@ -183,38 +205,35 @@ def test_a_region_past_the_frame_is_clipped_to_it_and_catches_feet_cut_off_at_th
     assert evaluate(INTRUSION, {}, [cut_off], 400, 400).alert  # the default roi, the whole frame, too
 
 
-def test_overlapping_regions_both_count_a_person_and_the_first_one_names_it():
+def test_overlapping_regions_both_catch_a_person():
     left = {"id": "left", "name": "左", "type": "rectangle", "points": [[0, 0], [60, 100]]}
     right = {"id": "right", "name": "右", "type": "rectangle", "points": [[40, 0], [100, 100]]}
     both, only_right = standing_at(50, 50), standing_at(90, 50)
-    decision = evaluate(INTRUSION, old_format(left, right), [only_right, both], 100, 100)
-    assert decision.detections == [only_right, both] and decision.detection_regions == ["right", "left"]
-    assert decision.counts == {"person": 2, "in_roi": 2, "left": 1, "right": 2}
-    assert decision.regions == [RegionResult("left", "左", 1, True), RegionResult("right", "右", 2, True)]
+    seen = evaluate(INTRUSION, old_format(left, right), [only_right, both], 100, 100)
+    assert seen.detections == [only_right, both]
+    assert seen.regions == {"left": 1, "right": 2}
 
 
-def test_counting_areas_without_max_count_alert_on_count_threshold_and_lines_are_ignored():
+def test_counting_areas_without_max_count_use_count_threshold_and_lines_are_not_areas():
     line = {"id": "gate", "type": "line", "points": [[0, 50], [100, 50]], "properties": {"direction": "in"}}
     crowd = [standing_at(50, 50), standing_at(20, 20), standing_at(80, 80)]
     whole_frame = evaluate(COUNTING, {**old_format(line), "count_threshold": 3}, crowd, 100, 100)
-    assert whole_frame.alert and whole_frame.counts == {"person": 3} and whole_frame.regions == []
+    assert whole_frame.alert and whole_frame.counts == {"person": 3} and set(whole_frame.regions) == {""}
     capped = {**SQUARE, "id": "capped", "properties": {"max_count": 0}}
-    decision = evaluate(COUNTING, {**old_format(SQUARE, capped, line), "count_threshold": 2},
-                        [standing_at(150, 150), standing_at(10, 10)], 400, 400)
-    assert decision.regions == [RegionResult("square", "", 1, False), RegionResult("capped", "", 1, True)]
-    assert decision.alert and decision.detections == [standing_at(150, 150)]
+    seen = evaluate(COUNTING, {**old_format(SQUARE, capped, line), "count_threshold": 2},
+                    [standing_at(150, 150), standing_at(10, 10)], 400, 400)
+    assert seen.regions == {"capped": 1} and seen.detections == [standing_at(150, 150)]
 
 
-def test_with_every_area_disabled_neither_rule_alerts():
-    crowd = [standing_at(150, 150)] * 3
+def test_with_every_area_disabled_neither_rule_has_an_event():
+    crowd = [standing_at(150 + 30 * i, 150) for i in range(3)]
     for task_type in (COUNTING, INTRUSION):
-        decision = evaluate(task_type, old_format(disabled(SQUARE)), crowd, 400, 400)
-        assert not decision.alert and decision.detections == [] and decision.regions == [], task_type
+        assert evaluate(task_type, old_format(disabled(SQUARE)), crowd, 400, 400).starts == [], task_type
 
 
 def test_size_bounds_are_inclusive_and_a_max_detection_size_of_0_is_no_limit():
-    boxes = [person(0, 0, 10, 50), person(0, 0, 10, 49), person(0, 0, 80, 10), person(0, 0, 81, 10),
-             person(0, 0, 5000, 10)]
+    boxes = [person(0, 0, 10, 50), person(100, 0, 110, 49), person(200, 0, 280, 10), person(300, 0, 381, 10),
+             person(0, 1000, 5000, 1010)]
     kept = evaluate(COUNTING, old_format(min_detection_size=50, max_detection_size=80), boxes, 6000, 6000).detections
     assert kept == [boxes[0], boxes[2]]
     unlimited = evaluate(COUNTING, old_format(min_detection_size=50, max_detection_size=0), boxes, 6000, 6000)
@@ -222,7 +241,8 @@ def test_size_bounds_are_inclusive_and_a_max_detection_size_of_0_is_no_limit():
 
 
 def test_a_detection_scoring_exactly_the_confidence_threshold_is_kept_and_other_labels_never_count():
-    found = [person(0, 0, 10, 10, score=0.7), person(0, 0, 10, 10, score=0.6999), Detection("car", 0.99, (0, 0, 9, 9))]
+    found = [person(0, 0, 10, 10, score=0.7), person(50, 50, 60, 60, score=0.6999),
+             Detection("car", 0.99, (20, 20, 29, 29))]
     assert evaluate(COUNTING, old_format(confidence_threshold=0.7), found, 100, 100).detections == [found[0]]
 
 
@@ -259,7 +279,7 @@ def test_the_consoles_config_is_accepted_for_every_task_type_and_kept_as_written
     tasks = load_config(tmp_path / "framewatch.toml").config.frame_extractor.tasks
     assert all(task.algo_config == CONSOLE_CONFIG for task in tasks)  # what remote services get: every key
     assert tasks[0].algo_config_path == str(tmp_path / "0.json")
-    assert build_rule(SMOKING, tasks[3].algo_config) is None
+    assert has_builtin_rule(SMOKING)  # served on a service's detections, tracked here
     typed = decode_algo_config(COUNTING, tasks[0].algo_config)
     assert [r.id for r in typed.enabled_areas()] == ["region_002", "region_003"]
     assert typed.algorithm_params.confidence_threshold == 0.7
@@ -284,7 +304,7 @@ count_mode = "max"
     assert task.algo_config["algorithm_params"]["custom_params"] == {"count_mode": "max"}
     assert task.algo_config["regions"][0]["properties"] == {"max_count": 1, "color": "#FF0000"}
     decision = evaluate(COUNTING, task.algo_config, [standing_at(100, 300), standing_at(200, 400)])
-    assert decision.alert and decision.counts == {"person": 2, "lower_half": 2}
+    assert decision.alert and decision.regions == {"lower_half": 2} and decision.counts == {"person": 2}
 
 
 def test_algo_config_path_is_relative_to_the_conf_files_directory(tmp_path, monkeypatch):

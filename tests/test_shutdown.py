@@ -72,8 +72,8 @@ def test_after_sigterm_alerts_jsonl_holds_exactly_the_alerts_the_stats_counted(t
     assert len(alerts) == final["alerts"]["written"] == final["alerts"]["emitted"] >= 5
     assert final["alerts"]["dropped"] == 0 and final["totals"]["in_flight"] == 0
     assert len({a["id"] for a in alerts}) == len({a["uid"] for a in alerts}) == len(alerts)
-    first = alerts[0]
-    assert first["schema"] == 2 and first["task_id"] in ("count", "intrusion") and isinstance(first["id"], int)
+    first = next(a for a in alerts if a["event_state"] == "start")  # the first event (count reports come too)
+    assert first["schema"] == 3 and first["task_id"] in ("count", "intrusion") and isinstance(first["id"], int)
     assert first["detections"] and first["detections"][0]["label"] == "person"
     assert (tmp_path / "frames" / first["image_key"]).is_file() == first["image_stored"] is True
     # The order of the shutdown, as logged: sources, inference, storage, alerts, timers (the tree's reverse order).

@@ -28,6 +28,7 @@ the built-in rules only. What the Structs do check is what would make a region m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -213,3 +214,27 @@ def areas_holding(people: Sequence[Detection], areas: Sequence[Area], width: int
     """For each of ``people``, the ids of the ``areas`` (in their order) that hold its foot point."""
     feet = [foot_point(d.box, width, height) for d in people]
     return [[a.id for a in areas if a.contains(x, y)] for x, y in feet]
+
+
+def side_of_line(x: float, y: float, start: tuple[float, float], end: tuple[float, float]) -> float:
+    """Signed distance (pixels) of a point to the infinite line through ``start`` and ``end`` (distinct points).
+
+    Positive on the line's right walking from ``start`` to ``end``, as the image shows it (y grows downward): below a
+    left-to-right horizontal line, left of a top-to-bottom vertical one. The old console's ``in`` direction goes from
+    the negative side to the positive one."""
+    (x1, y1), (x2, y2) = start, end
+    dx, dy = x2 - x1, y2 - y1
+    return (dx * (y - y1) - dy * (x - x1)) / math.hypot(dx, dy)
+
+
+def along_segment(x: float, y: float, start: tuple[float, float], end: tuple[float, float]) -> float:
+    """Where the point projects on the segment: 0.0 at ``start``, 1.0 at ``end``, outside [0, 1] beyond its ends."""
+    (x1, y1), (x2, y2) = start, end
+    dx, dy = x2 - x1, y2 - y1
+    return (dx * (x - x1) + dy * (y - y1)) / (dx * dx + dy * dy)
+
+
+def distance_to_box(x: float, y: float, box: tuple[float, float, float, float]) -> float:
+    """Distance (pixels) from a point to a box ``(x1, y1, x2, y2)``: 0.0 inside it or on its edge."""
+    x1, y1, x2, y2 = box
+    return math.hypot(max(x1 - x, 0.0, x - x2), max(y1 - y, 0.0, y - y2))

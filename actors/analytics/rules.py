@@ -1,53 +1,36 @@
-"""Task types: what a task type makes of a frame's detections.
+"""Task types: which ones framewatch analyses itself, how their ``algo_config`` is checked, and what an alert reports.
 
-A rule is pure: detections in, an alert decision out; no I/O, no clock. Each built-in task type declares the
-``algo_config`` it accepts as a Struct, decoded once when the conf is read, so a mistake fails at start with its key
-path.
+Every task type of the old system (``OLD_TASK_TYPES``) has a tracking rule (``tasktypes.TASK_TYPES``: people
+counting, tripwire counting, intrusion, loitering, off-post, abandoned object, fall, and smoking / helmet on the
+detections of an algorithm service). ``decode_algo_config`` validates a task's ``algo_config`` once, when the conf is
+read, so a mistake fails at start with its key path:
 
-Two forms of ``algo_config`` are accepted, and may be mixed:
+- the old system's form, version "1.0" (``regions`` in pixels, ``algorithm_params.custom_params``; see ``regions``):
+  with any of its top-level keys, unknown keys anywhere are accepted and kept for remote services (the console writes
+  keys framewatch does not read);
+- framewatch's own form for people counting and intrusion (``count_threshold``, ``roi`` in fractions, ``label``):
+  without any key of the old format, an unknown key is a typo and an error.
 
-- framewatch's own: ``count_threshold``, ``roi`` (fractions of the frame), ``label``. Without any key of the old
-  format, an unknown key is a typo and an error.
-- the old system's, version "1.0" (``regions`` in pixels, ``algorithm_params``; see ``regions``). With any of its
-  top-level keys (``regions``, ``algorithm_params``, ``config_version``, ``task_id``...), unknown keys anywhere are
-  accepted and kept for remote services (the console writes keys framewatch does not read).
+A task type outside that list (a site's own service type) is checked for the old format's shape only
+(``RegionConfig``); its frames get the old system's rule (an event while the service's count is above 0).
 
-Built in:
-
-- ``人数统计`` (people counting). Without polygon/rectangle regions: alert when the number of people in the frame
-  reaches ``count_threshold`` (default 1). With regions: each enabled area counts the people whose foot point (bottom
-  centre of the box) lies in it, and alerts when the count exceeds its ``properties.max_count`` ("max" is the most
-  people allowed, so ``max_count`` people is still fine), or, for an area without ``max_count``, reaches
-  ``count_threshold``.
-- ``区域入侵`` (area intrusion): alert when a person's foot point lies inside an enabled polygon/rectangle region
-  (pixels) or, without regions, inside the polygon ``roi`` given as ``[[x, y], ...]`` in fractions of the frame width
-  and height (default: the whole frame). ``roi`` and area regions together are refused (two scales, one meaning).
-
-With regions, the areas are the *enabled* polygons and rectangles: when every area is disabled, neither rule alerts
-(the operator switched the zone off; falling back to the whole frame would alert on what they turned off). Lines are
-validated and ignored (tripwire counting is not built in). ``algorithm_params`` filters detections before either rule
-looks at them (``AlgorithmParams.keeps``).
-
-The other task types of the old system are accepted and routed; their ``algo_config`` is checked for the old
-format's shape only (``RegionConfig``). When no backend serves them, frames of those tasks are reported as failed
-with "no backend serves task type X" rather than silently dropped.
+``Decision`` is what one alert record reports (the rule, the counts, the objects and their regions), in the shape
+the old services' ``result`` had.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, NamedTuple, Protocol
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 
 from ..core.messages import Detection
-from .regions import OLD_FORMAT_KEYS, Area, RegionConfig, areas_holding, foot_point, point_in_polygon
+from .regions import RegionConfig
+from .tasktypes import TASK_TYPES, decode_task_params
 
 __all__ = [
-    "AREA_INTRUSION", "OLD_TASK_TYPES", "PEOPLE_COUNTING", "AreaIntrusion", "Decision", "IntrusionConf",
-    "PeopleCounting", "PeopleCountingConf", "RegionResult", "Rule", "build_rule", "decode_algo_config",
-    "error_path", "has_builtin_rule", "point_in_polygon",
+    "AREA_INTRUSION", "OLD_TASK_TYPES", "PEOPLE_COUNTING", "Decision", "RegionResult", "decode_algo_config",
+    "error_path", "has_builtin_rule",
 ]
 
 PEOPLE_COUNTING = "人数统计"
@@ -66,58 +49,6 @@ OLD_TASK_TYPES = (
     "安全帽检测",
 )
 
-#: ``Decision.counts`` keys besides the label; a region id may not take one of them.
-IN_ROI = "in_roi"
-
-Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
-
-
-class _RuleConf(RegionConfig, kw_only=True):
-    label: str = "person"
-    """The detection label the rule looks at."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for i, region in enumerate(self.regions):
-            if region.id in (self.label, IN_ROI):
-                raise ValueError(f"region id {region.id!r} is also a count name of the rule; rename the region "
-                                 f"- at `$.regions[{i}].id`")
-
-    def people(self, detections: Sequence[Detection]) -> list[Detection]:
-        """The detections the rule looks at: the label, then ``algorithm_params``' filters."""
-        params = self.algorithm_params
-        return [d for d in detections if d.label == self.label and params.keeps(d)]
-
-
-class PeopleCountingConf(_RuleConf, kw_only=True):
-    count_threshold: Annotated[int, Meta(ge=1, le=10_000)] | None = None
-    """Alert when at least this many people are in the frame (or in an area without ``max_count``); unset: 1."""
-
-    @property
-    def threshold(self) -> int:
-        return 1 if self.count_threshold is None else self.count_threshold
-
-
-class IntrusionConf(_RuleConf, kw_only=True):
-    roi: Annotated[list[tuple[Fraction, Fraction]], Meta(min_length=3)] | None = None
-    """Polygon vertices as (x, y) fractions of the frame size, for a conf without regions; unset: the whole frame."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.roi is not None and self.has_areas():
-            raise ValueError("roi (fractions of the frame) and polygon/rectangle regions (pixels) cannot be combined; "
-                             "keep one - at `$.roi`")
-
-
-# framewatch's own form: the same fields, unknown keys refused (a typo in ``count_threshold`` must not pass).
-class _StrictPeopleCountingConf(PeopleCountingConf, forbid_unknown_fields=True):
-    pass
-
-
-class _StrictIntrusionConf(IntrusionConf, forbid_unknown_fields=True):
-    pass
-
-
 class RegionResult(msgspec.Struct, frozen=True):
     """One enabled area's outcome; encodes as an item of the old services' ``region_results``."""
 
@@ -129,7 +60,7 @@ class RegionResult(msgspec.Struct, frozen=True):
 
 
 class Decision(msgspec.Struct, frozen=True):
-    """What a rule concluded. ``alert`` False means the frame was inferred without an alert."""
+    """What one alert record reports. ``alert`` False: nothing to alert on."""
 
     alert: bool
     rule: str
@@ -144,115 +75,20 @@ class Decision(msgspec.Struct, frozen=True):
     (the old services' per-detection ``region_id``). Empty without regions."""
 
 
-class Rule(Protocol):
-    task_type: str
-
-    def evaluate(self, detections: Sequence[Detection], width: int, height: int) -> Decision: ...
-
-
-class _Located(NamedTuple):
-    """People placed in the enabled areas."""
-
-    people: list[Detection]
-    """Those whose foot point lies in at least one area, in detection order."""
-    first_area: list[str]
-    """For each of ``people``, the first area (conf order) holding it."""
-    counts: dict[str, int]
-    """Per area id: the people it holds (a person in two overlapping areas counts in both)."""
-    results: list[RegionResult]
-
-
-def _locate(people: Sequence[Detection], areas: Sequence[Area], width: int, height: int,
-            alerts: Callable[[Area, int], bool]) -> _Located:
-    """Place ``people`` in ``areas``; ``alerts(area, count)`` says whether an area alerts."""
-    holding = areas_holding(people, areas, width, height)
-    matched = [(d, ids[0]) for d, ids in zip(people, holding, strict=True) if ids]
-    counts = {a.id: sum(a.id in ids for ids in holding) for a in areas}
-    results = [RegionResult(a.id, a.name, counts[a.id], alerts(a, counts[a.id])) for a in areas]
-    return _Located([d for d, _ in matched], [i for _, i in matched], counts, results)
-
-
-def _areas_of(conf: RegionConfig) -> list[Area] | None:
-    """The enabled areas, or ``None`` when the conf lists no area at all (then the rule works on the whole frame)."""
-    return conf.enabled_areas() if conf.has_areas() else None
-
-
-class PeopleCounting:
-    task_type = PEOPLE_COUNTING
-
-    def __init__(self, conf: PeopleCountingConf) -> None:
-        self._conf = conf
-        self._areas = _areas_of(conf)
-
-    def evaluate(self, detections: Sequence[Detection], width: int, height: int) -> Decision:
-        conf = self._conf
-        people = conf.people(detections)
-        if self._areas is None:
-            return Decision(alert=len(people) >= conf.threshold, rule=f"people_count>={conf.threshold}",
-                            counts={conf.label: len(people)}, detections=people)
-        located = _locate(people, self._areas, width, height, self._over)
-        return Decision(alert=any(r.alert for r in located.results), rule="people_count_per_region",
-                        counts={conf.label: len(people), **located.counts}, detections=located.people,
-                        regions=located.results, detection_regions=located.first_area)
-
-    def _over(self, area: Area, count: int) -> bool:
-        max_count = area.properties.max_count
-        return count >= self._conf.threshold if max_count is None else count > max_count
-
-
-class AreaIntrusion:
-    task_type = AREA_INTRUSION
-
-    def __init__(self, conf: IntrusionConf) -> None:
-        self._conf = conf
-        self._areas = _areas_of(conf)
-
-    def evaluate(self, detections: Sequence[Detection], width: int, height: int) -> Decision:
-        conf = self._conf
-        people = conf.people(detections)
-        if self._areas is None:
-            intruders = [d for d in people if self._in_roi(d, width, height)]
-            return Decision(alert=bool(intruders), rule="foot_point_in_roi",
-                            counts={conf.label: len(people), IN_ROI: len(intruders)}, detections=intruders)
-        located = _locate(people, self._areas, width, height, lambda _, count: count > 0)
-        return Decision(alert=bool(located.people), rule="foot_point_in_region",
-                        counts={conf.label: len(people), IN_ROI: len(located.people), **located.counts},
-                        detections=located.people, regions=located.results, detection_regions=located.first_area)
-
-    def _in_roi(self, d: Detection, width: int, height: int) -> bool:
-        if self._conf.roi is None:  # the whole frame holds every foot point (``foot_point`` keeps it inside)
-            return True
-        x, y = foot_point(d.box, width, height)
-        return point_in_polygon(x / width, y / height, self._conf.roi)
-
-
-class _BuiltIn(NamedTuple):
-    conf: type[_RuleConf]
-    strict_conf: type[_RuleConf]
-    rule: Callable[[Any], Rule]
-
-
-_RULES: dict[str, _BuiltIn] = {
-    PEOPLE_COUNTING: _BuiltIn(PeopleCountingConf, _StrictPeopleCountingConf, PeopleCounting),
-    AREA_INTRUSION: _BuiltIn(IntrusionConf, _StrictIntrusionConf, AreaIntrusion),
-}
-
-
 def has_builtin_rule(task_type: str) -> bool:
-    return task_type in _RULES
+    return task_type in TASK_TYPES
 
 
 def decode_algo_config(task_type: str, algo_config: dict[str, Any]) -> RegionConfig:
-    """Validate a task's ``algo_config``; the typed form, for the built-in rules only (services get the dict).
+    """Validate a task's ``algo_config``; the typed form, for the built-in rules (services get the dict as written).
 
-    Built-in task types decode into their rule's conf; the other types into ``RegionConfig`` (the old format's shape:
-    regions and their points, ``algorithm_params``), everything else passed through unchecked. Raises
-    ``msgspec.ValidationError`` whose path is relative to ``algo_config`` (``error_path`` splits it)."""
-    entry = _RULES.get(task_type)
-    if entry is None:
+    Built-in task types decode into their parameters (``tasktypes.decode_task_params``); the other types into
+    ``RegionConfig`` (the old format's shape: regions and their points, ``algorithm_params``), everything else passed
+    through unchecked. Raises ``msgspec.ValidationError`` whose path is relative to ``algo_config`` (``error_path``
+    splits it)."""
+    if task_type not in TASK_TYPES:
         return msgspec.convert(algo_config, RegionConfig)
-    old_format = isinstance(algo_config, dict) and not OLD_FORMAT_KEYS.isdisjoint(algo_config)
-    return msgspec.convert(algo_config, entry.conf if old_format else entry.strict_conf)
+    return decode_task_params(task_type, algo_config)
 
 
 def error_path(exc: msgspec.ValidationError) -> tuple[str, str]:
@@ -264,11 +100,3 @@ def error_path(exc: msgspec.ValidationError) -> tuple[str, str]:
     if not sep:
         return str(exc), "$"
     return reason, "$" + path.removesuffix("`")
-
-
-def build_rule(task_type: str, algo_config: dict[str, Any]) -> Rule | None:
-    """The rule for a built-in task type, or ``None`` when no built-in rule exists."""
-    entry = _RULES.get(task_type)
-    if entry is None:
-        return None
-    return entry.rule(decode_algo_config(task_type, algo_config))

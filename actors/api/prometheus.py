@@ -17,6 +17,9 @@ _CAMERA_SERIES = (  # (metric, type, CameraStats field, help)
     ("framewatch_frames_with_detections_total", "counter", "with_detections", "Inferred frames with detections."),
     ("framewatch_alerts_total", "counter", "alerts", "Alerts emitted, per camera."),
     ("framewatch_frames_stored", "gauge", "stored", "Frames and alert images in storage, per camera."),
+    ("framewatch_frames_decoded_total", "counter", "decoded", "Frames its source decoded, per camera."),
+    ("framewatch_frames_late_total", "counter", "late", "Frames inferred too late for tracking, per camera."),
+    ("framewatch_camera_min_fps", "gauge", "min_fps", "Sampling floor its task type needs for tracking."),
 )
 _SERVICE_SERIES = (
     ("framewatch_service_slots", "gauge", "slots", "Inference slots a remote service holds."),
@@ -47,6 +50,9 @@ def exposition(snap: Snapshot) -> str:
     for name, kind, field, help_text in _CAMERA_SERIES:
         _series(lines, name, kind, help_text,
                 [(f'{{camera="{_label(cam)}"}}', getattr(c, field)) for cam, c in cams])
+    _series(lines, "framewatch_camera_degraded", "gauge",
+            "1 while a camera is inferred below its sampling floor (its stats say why).",
+            [(f'{{camera="{_label(cam)}"}}', int(bool(c.degraded))) for cam, c in cams])
     services = sorted(snap.services.items())
     for name, kind, field, help_text in _SERVICE_SERIES:
         _series(lines, name, kind, help_text,

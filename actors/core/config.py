@@ -238,6 +238,16 @@ class DetectorConf(_Conf):
     CPU core (each actor infers one frame at a time, so more would idle)."""
     emulated_latency_ms: Annotated[float, Meta(ge=0, le=60_000)] = 50.0
     emulated_jitter_ms: Annotated[float, Meta(ge=0, le=60_000)] = 0.0
+    coco_model: str = ASSET_PREFIX + "nanodet-coco-416.onnx"
+    """The 80-class COCO detector (NanoDet on onnxruntime), loaded only when an enabled task needs it."""
+    coco_threshold: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.35
+    task_types: list[str] | None = None
+    """Task types the local detectors serve; unset: every type they can detect (all but 吸烟检测 and 安全帽检测,
+    whose labels only services have). A site whose algorithm service serves a type the local detector could serve
+    too (a fall service) lists the others, so that type's frames go to the service alone."""
+    coco_task_types: tuple[str, ...] = ("物品遗留",)
+    """Task types the COCO detector serves instead of the person detector (abandoned objects need its bags; any
+    other type may be listed to track people with it too)."""
 
 
 class AlertsConf(_Conf):

@@ -17,8 +17,9 @@ from msgspec import Meta
 
 from .ids import MAX_SAFE_INTEGER
 
-ALERT_SCHEMA_VERSION = 2
-"""Version 2: the old system's alert row first (numeric ``id``...), the random id moved to ``uid``."""
+ALERT_SCHEMA_VERSION = 3
+"""Version 2: the old system's alert row first (numeric ``id``...), the random id moved to ``uid``. Version 3: one
+record per event state (``event_id``, ``event_state``), not one per frame."""
 
 
 class Detection(msgspec.Struct, frozen=True):
@@ -75,6 +76,13 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     image_stored: bool = False
     backend: str
     frame_seq: int
+    event_id: str = ""  # the event this record belongs to: the same in its start, updates and end
+    event_state: str = ""  # "start" | "update" | "end" | "instant" (an event without duration: a line crossing...)
+    region_id: str = ""  # the event's region ("" for the whole frame)
+    region_name: str = ""
+    track_ids: list[int] = []  # the tracked objects the event is about (empty for a region-wide event)
+    started_at: str = ""  # capture time of the event's first sample, as ``time``
+    ended_at: str = ""  # ``end`` / ``instant``: when the condition was last seen holding, as ``time``; else ""
     schema: int = ALERT_SCHEMA_VERSION
 
 
@@ -111,9 +119,33 @@ class StoreFrame(msgspec.Struct, frozen=True):
     alert: Alert | None = None
     jpeg: bytes | None = None  # already encoded (by a remote backend): not encoded again
     frame_stored: bool = False  # ``frame_key`` was already stored (a remote backend's presigned URL points at it)
+    image_stored: bool = False  # ``alert.image_key`` was stored with an earlier record of its event: only presigned
 
 
 WriterMsg = StoreFrame
+
+
+# --- analytics ---------------------------------------------------------------------------------------------------
+
+
+class Analyse(msgspec.Struct, frozen=True, kw_only=True):
+    """Inference slot to its camera's analytics: a frame inferred, and what its backend found in it."""
+
+    frame: Frame
+    detections: list[Detection]
+    count: int = 0  # a service's count when it reports one without boxes (``Inferred.count``)
+    backend: str
+    algorithm_id: str
+    algorithm_name: str
+    inference_ms: float
+    result: Any = None  # a remote service's result object, carried into the alert records as it answered
+
+
+class Release(msgspec.Struct, frozen=True):
+    """Timer to analytics: frames held behind a gap may have waited long enough (``analytics.reorder``)."""
+
+
+AnalyticsMsg = Analyse | Release
 
 
 # --- retention ---------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class _Camera:
     __slots__ = (
         "sampled", "skipped", "sent", "in_flight", "inferred", "failed", "with_detections", "without_detections",
         "alerts", "stored", "store_failed", "opens", "open_failures", "stalls", "state", "last_error",
-        "last_frame_mono", "waiting", "decode_mode", "decoded",
+        "last_frame_mono", "waiting", "decode_mode", "decoded", "late", "min_fps", "wanted_fps",
     )
 
     def __init__(self) -> None:
@@ -48,6 +48,9 @@ class _Camera:
         self.waiting = ""
         self.decode_mode = ""
         self.decoded = 0
+        self.late = 0
+        self.min_fps = 0.0
+        self.wanted_fps = 0.0
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +82,9 @@ class CameraStats(Counts, frozen=True, kw_only=True):
     waiting: str = ""  # why its samples are skipped whatever the load (no backend serves it, its pinned service away)
     decode_mode: str = ""  # how its source decodes now: "keyframes" | "gop" | "full" (PyAV), "opencv", "synthetic"
     decoded: int = 0  # frames its sources decoded (every open counted): decoded / inferred is the decoding overhead
+    late: int = 0  # frames inferred too late for tracking (a later one was analysed already): not tracked
+    min_fps: float = 0.0  # the sampling floor its task type needs for tracking (0: none)
+    degraded: str = ""  # "got X fps, needs Y": inferred below its floor over the last window while it wanted more
 
 
 class Totals(Counts, frozen=True, kw_only=True):
@@ -303,6 +309,16 @@ class Metrics:
             self._cam(task_id).alerts += 1
             self.alerts_emitted += 1
 
+    def sampling_floor(self, task_id: str, min_fps: float, wanted_fps: float) -> None:
+        """Its task type needs ``min_fps`` inferred frames per second for tracking; its conf samples ``wanted_fps``."""
+        with self._lock:
+            cam = self._cam(task_id)
+            cam.min_fps, cam.wanted_fps = min_fps, wanted_fps
+
+    def analytics_late(self, task_id: str) -> None:
+        with self._lock:
+            self._cam(task_id).late += 1
+
     def alerts_delivered(self, n: int) -> None:
         with self._lock:
             self.alerts_written += n
@@ -361,7 +377,8 @@ class Metrics:
                     without_detections=c.without_detections, alerts=c.alerts, stored=c.stored,
                     store_failed=c.store_failed, state=c.state, opens=c.opens, open_failures=c.open_failures,
                     stalls=c.stalls, last_error=c.last_error, waiting=c.waiting,
-                    decode_mode=c.decode_mode, decoded=c.decoded,
+                    decode_mode=c.decode_mode, decoded=c.decoded, late=c.late, min_fps=c.min_fps,
+                    degraded=_degraded(c, rates[2]),
                     last_frame_sec=round(now - c.last_frame_mono, 2) if c.last_frame_mono else None,
                     sampled_per_s=rates[0], extracted_per_s=rates[1], inferred_per_s=rates[2], share=rates[3],
                 )
@@ -470,3 +487,12 @@ def write_snapshot(path: str | os.PathLike[str], snap: Snapshot) -> bool:
             pass
         return False
     return True
+
+
+def _degraded(c: _Camera, inferred_per_s: float) -> str:
+    """``"got X fps, needs Y"`` when a running camera whose conf asks for at least its floor was inferred below it
+    (with 10 % slack for the window's granularity); else ""."""
+    floor = min(c.min_fps, c.wanted_fps)
+    if floor <= 0 or c.state != "running" or inferred_per_s >= 0.9 * floor:
+        return ""
+    return f"got {inferred_per_s:.2f} fps, needs {floor:g}"

@@ -252,8 +252,8 @@ class Link:
 
 #: Stages, in start order; stopping goes the other way, one stage after the other (the children of one stage stop in
 #: parallel, so a child that sends to another must be in a later stage: the writer tells retention what it stored).
-STAGES = ("timers", "alerts", "retention", "writer", "api", "inference", "sources")
-Stage = Literal["timers", "alerts", "retention", "writer", "api", "inference", "sources"]
+STAGES = ("timers", "alerts", "retention", "writer", "analytics", "api", "inference", "sources")
+Stage = Literal["timers", "alerts", "retention", "writer", "analytics", "api", "inference", "sources"]
 
 
 class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):

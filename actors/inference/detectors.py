@@ -379,6 +379,16 @@ def build_detector(conf: DetectorConf) -> Detector:
     return NoopDetector()
 
 
+def build_coco_detector(conf: DetectorConf) -> Detector:
+    """The 80-class detector for ``detector.coco_task_types`` (``nanodet``); the emulated and no-op backends stand in
+    for it as they do for the person detector."""
+    if conf.backend != "ssdlite":
+        return build_detector(conf)
+    from .nanodet import NanodetDetector  # onnxruntime is imported only when a task needs the model
+
+    return NanodetDetector(conf.coco_model, threshold=conf.coco_threshold, threads=conf.threads)
+
+
 def openvino_streams(conf: DetectorConf) -> int:
     """``detector.openvino_streams``, or 0's meaning: one per inference actor (each calls one frame at a time, so
     more streams would idle), at most one per CPU core."""

@@ -21,9 +21,10 @@ Wire format (unchanged from the system being replaced, so its services work as t
   may carry ``label``/``class``/``name``, ``score``/``confidence`` and ``box``/``bbox`` as ``[x1, y1, x2, y2]`` in
   pixels, or in fractions of the frame when every coordinate is <= 1.
 
-Decision: when the task type has a built-in rule (people counting, area intrusion) and the service returned a box
-for every detection, the built-in rule decides (so a ROI or a count threshold in ``algo_config`` means the same
-whichever backend inferred); otherwise the old system's rule: alert when the count is above 0.
+What then: the detections with boxes go to the camera's analytics like the local detector's (tracked, the task type's
+rule and regions applied, events), so a region or a threshold in ``algo_config`` means the same whichever backend
+inferred. A service that reports a count without a box for every detection keeps the old system's rule: an event
+while its count is above 0 (``analytics.actor``).
 
 A failed call (connection refused or reset, timeout, HTTP status other than 200, a body that is not the response
 JSON, ``success: false``) raises ``BackendUnavailable``: the inference actor opens the service's circuit and retries
@@ -44,7 +45,6 @@ from urllib.parse import quote, urlencode
 import msgspec
 import urllib3
 
-from ..analytics.rules import Decision
 from ..core.messages import Detection, Frame
 from ..inference.registry import ServiceInfo
 from ..inference.slot import BackendUnavailable, Inferred, TaskRoute
@@ -139,16 +139,15 @@ def _read_box(raw: Any, width: int, height: int) -> tuple[int, int, int, int] | 
 
 def decide(response: WireResponse, frame: Frame, route: TaskRoute, jpeg: bytes | None = None,
            frame_stored: bool = False) -> Inferred:
+    """What the service found: its boxed detections (all of them, or none when some came without a box: then only
+    its count speaks), its count, and its result as it answered."""
     h, w = frame.image.shape[:2]
     count = read_count(response.result)
     detections, boxed = read_detections(response.result, w, h)
-    if route.rule is not None and detections and boxed:
-        decision, detected = route.rule.evaluate(detections, w, h), True
-    else:
-        decision = Decision(alert=count > 0, rule="count>0", counts={"count": count}, detections=detections)
-        detected = count > 0 or bool(detections)
-    return Inferred(decision=decision, detected=detected, jpeg=jpeg, frame_stored=frame_stored,
-                    result=response.result)
+    if not boxed:
+        detections = []
+    return Inferred(detections=detections, detected=count > 0 or bool(detections), count=count, jpeg=jpeg,
+                    frame_stored=frame_stored, result=response.result)
 
 
 # --- where a service fetches the frame from (mode "url") ----------------------------------------------------------

@@ -1,9 +1,10 @@
 """Inference actor: one slot of the pool. Owns one backend: the local detector, or a connection to a remote service.
 
-Messages: ``Frame`` (from the pool). For each frame: ask the backend for a decision (the local backend runs the
-detector and applies the task type's rule; the remote one calls an algorithm service, see ``actors.algo_client``),
-count the result, free the slot, then hand the frame to the writer (to store it, and with the alert if the rule
-fired). Storage and alert delivery happen off this thread, so a slow disk or broker never slows inference.
+Messages: ``Frame`` (from the pool). For each frame: ask the backend what it finds (the local backend runs the
+detector its task's route names; the remote one calls an algorithm service, see ``inference.remote``), count the
+result, free the slot, hand the frame to the writer if plain frames are stored, and send it with its detections to
+the camera's analytics actor (``analytics.actor``: tracking, events, alerts). Storage, tracking and alert delivery
+happen off this thread, so a slow disk or broker never slows inference.
 
 Thread: all hooks run on the actor's own thread, ``inference:<slot>``; the backend is created in ``setup`` on that
 thread (a detector that cannot load fails the slot's start: ``StartError`` naming ``detector.model``) and closed in
@@ -24,15 +25,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
+import pykka
 
-from ..analytics.rules import Decision, Rule
-from ..core.ids import next_alert_id
-from ..core.messages import Alert, Frame, StoreFrame
+from ..core.messages import Analyse, Detection, Frame, StoreFrame
 from ..core.metrics import Metrics
 from ..core.supervision import ChildActor, Link
 from ..inference.detectors import Detector
@@ -44,13 +43,16 @@ log = logging.getLogger(__name__)
 
 
 class TaskRoute:
-    """What inference needs to know about a task: its rule, its conf, and where its frames and alert images go."""
+    """What inference needs to know about a task: which local detector serves it, its conf, where its frames and
+    alert images go, and its analytics (where every inferred frame goes next)."""
 
-    __slots__ = ("rule", "frame_prefix", "alert_prefix", "algo_config", "algo_config_url", "save_alert_image")
+    __slots__ = ("detector", "frame_prefix", "alert_prefix", "algo_config", "algo_config_url", "save_alert_image",
+                 "analytics")
 
-    def __init__(self, rule: Rule | None, frame_prefix: str | None, alert_prefix: str,
-                 algo_config: Mapping[str, Any] | None = None, *, save_alert_image: bool = True) -> None:
-        self.rule = rule
+    def __init__(self, detector: str | None, frame_prefix: str | None, alert_prefix: str,
+                 algo_config: Mapping[str, Any] | None = None, *, save_alert_image: bool = True,
+                 analytics: Link | None = None) -> None:
+        self.detector = detector  # the local detector kind serving the task ("person", "coco"), None: services only
         self.save_alert_image = save_alert_image  # False: this task's alerts go out without an image
         self.frame_prefix = frame_prefix  # None: do not store plain frames (save_only_with_detection)
         self.alert_prefix = alert_prefix
@@ -58,16 +60,18 @@ class TaskRoute:
         # Where a remote service can fetch algo_config, called per request (a presigned URL is signed afresh); set
         # once storage is connected (``System.connect``, ``remote.publish_algo_config``). "" until then.
         self.algo_config_url: Callable[[], str] = lambda: ""
+        self.analytics = analytics  # the camera's analytics actor (tracking, events, alerts); None: none (tests)
 
     def frame_key(self, frame: Frame) -> str | None:
         return frame_key(self.frame_prefix, frame.captured_at, frame.seq) if self.frame_prefix else None
 
 
 class Inferred(msgspec.Struct, frozen=True):
-    """A backend's answer for one frame."""
+    """A backend's answer for one frame: what it found, not yet an alert (the camera's analytics decides that)."""
 
-    decision: Decision
-    detected: bool  # anything detected at all (the ``with_detections`` counter), whether or not it alerts
+    detections: list[Detection]
+    detected: bool  # anything found at all (the ``with_detections`` counter): a box, or a count above 0
+    count: int = 0  # a service's count (``total_count``...), for services that report one without boxes
     jpeg: bytes | None = None  # the frame as encoded for a remote service: the writer stores these bytes
     result: Any = None  # a remote service's ``result`` object as it answered (the alert record carries it)
     frame_stored: bool = False  # the frame is already stored under its key (and indexed): a presigned URL points at it
@@ -84,91 +88,54 @@ class Backend(Protocol):
     algorithm_name: str
 
     def infer(self, frame: Frame, route: TaskRoute) -> Inferred:
-        """Decide on ``frame``; raises ``BackendUnavailable``, or anything else for a bug (the actor crashes)."""
+        """Detect in ``frame``; raises ``BackendUnavailable``, or anything else for a bug (the actor crashes)."""
         ...
 
     def close(self) -> None: ...
 
 
 class LocalBackend:
-    """The in-process detector plus the task type's built-in rule."""
+    """The in-process detectors, one per kind the tasks need (the person detector, the 80-class one); each task's
+    route names its kind."""
 
-    def __init__(self, detector: Detector) -> None:
-        self._detector = detector
-        self.name = self.algorithm_id = self.algorithm_name = detector.name
+    def __init__(self, detectors: Mapping[str, Detector]) -> None:
+        self._detectors = dict(detectors)
+        names = sorted({d.name for d in self._detectors.values()})
+        self.name = self.algorithm_id = self.algorithm_name = "+".join(names) or "none"
 
     def infer(self, frame: Frame, route: TaskRoute) -> Inferred:
-        if route.rule is None:
-            raise BackendUnavailable(f"no built-in rule for task type {frame.task_type}")
-        detections = self._detector.detect(frame.image)
-        h, w = frame.image.shape[:2]
-        return Inferred(decision=route.rule.evaluate(detections, w, h), detected=bool(detections))
+        detector = self._detectors.get(route.detector) if route.detector is not None else None
+        if detector is None:
+            raise BackendUnavailable(f"no built-in detector serves task type {frame.task_type}")
+        detections = detector.detect(frame.image)
+        return Inferred(detections=detections, detected=bool(detections))
+
+    def detector_name(self, route: TaskRoute) -> str:
+        detector = self._detectors.get(route.detector) if route.detector is not None else None
+        return detector.name if detector is not None else self.name
 
     def close(self) -> None:
-        self._detector.close()
+        for detector in self._detectors.values():
+            detector.close()
+        self._detectors.clear()
 
 
-def local_backend(detector_factory: Callable[[], Detector]) -> Callable[[], Backend]:
-    return lambda: LocalBackend(detector_factory())
+def local_backend(detector_factories: Mapping[str, Callable[[], Detector]]) -> Callable[[], Backend]:
+    """A factory of local backends holding one detector of each kind (created on the slot's thread; a detector that
+    cannot load fails the slot's start). A detector created before another one failed is closed."""
 
+    def backend() -> Backend:
+        made: dict[str, Detector] = {}
+        try:
+            for kind, factory in detector_factories.items():
+                made[kind] = factory()
+        except BaseException:
+            for detector in made.values():
+                detector.close()
+            raise
+        return LocalBackend(made)
 
-def utc_iso(wall: float) -> str:
-    """``wall`` (seconds since the epoch) as RFC 3339 in UTC with milliseconds: ``2026-11-29T06:25:54.384Z``."""
-    ms = round(wall * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
-def _local_result(decision: Decision, count: int) -> dict[str, Any]:
-    """What an old algorithm service would have answered for this decision (its ``result`` object): ``total_count``,
-    ``detections`` as ``{class, confidence, bbox}`` and, with regions, each detection's ``region_id``/``region_name``
-    and the ``region_results``."""
-    names = {r.region_id: r.region_name for r in decision.regions}
-    items = []
-    for i, d in enumerate(decision.detections):
-        item: dict[str, Any] = {"class": d.label, "confidence": d.score, "bbox": d.box}
-        region = decision.detection_regions[i] if i < len(decision.detection_regions) else ""
-        if region:
-            item.update(region_id=region, region_name=names.get(region, ""))
-        items.append(item)
-    result: dict[str, Any] = {"total_count": count, "detections": items}
-    if decision.regions:
-        result["region_results"] = decision.regions
-    return result
-
-
-def make_alert(frame: Frame, decision: Decision, *, image_key: str | None, inference_ms: float, backend: str,
-               algorithm_id: str = "", algorithm_name: str = "", result: Any = None) -> Alert:
-    """The alert for ``frame``, with its numeric id drawn now (once: a redelivery replays this struct).
-
-    ``image_key`` None: the alert has no image. ``algorithm_id``/``algorithm_name`` default to ``backend``. ``result``
-    is a remote service's result object, put in the record as it came; ``None`` builds the local equivalent."""
-    detections = decision.detections
-    # A service may report only a count (``total_count`` without a detection list): the decision's count then.
-    count = len(detections) or max(decision.counts.values(), default=0)
-    made = utc_iso(time.time())
-    return Alert(
-        id=next_alert_id(),
-        task_id=frame.task_id,
-        task_type=frame.task_type,
-        image_path=image_key or "",
-        algorithm_id=algorithm_id or backend,
-        algorithm_name=algorithm_name or backend,
-        result=msgspec.json.encode(_local_result(decision, count) if result is None else result).decode(),
-        confidence=max((d.score for d in detections), default=0.0),
-        detection_count=count,
-        inference_time_ms=round(inference_ms),
-        created_at=made,
-        updated_at=made,
-        uid=uuid.uuid4().hex,
-        time=utc_iso(frame.captured_at),
-        rule=decision.rule,
-        detections=detections,
-        counts=decision.counts,
-        image_key=image_key,
-        image_stored=False,  # the writer sets it, and image_url, once the image is stored
-        backend=backend,
-        frame_seq=frame.seq,
-    )
+    return backend
 
 
 class InferenceActor(ChildActor):
@@ -257,22 +224,22 @@ class InferenceActor(ChildActor):
             age_ms=(t0 - frame.captured_mono) * 1000,  # how old the frame was when inference began
         )
         self._pool.done(self.slot)
-        alert = None
-        decision = result.decision
-        if decision.alert:
-            backend = self._backend
-            alert = make_alert(
-                frame, decision,
-                image_key=frame_key(route.alert_prefix, frame.captured_at, frame.seq) if route.save_alert_image
-                else None,
-                inference_ms=elapsed_ms, backend=backend.name, algorithm_id=backend.algorithm_id,
-                algorithm_name=backend.algorithm_name, result=result.result,
-            )
-            self._metrics.alert_emitted(frame.task_id)
+        backend = self._backend
+        name = backend.detector_name(route) if isinstance(backend, LocalBackend) else backend.name
         key = route.frame_key(frame)
-        if alert is not None or (key is not None and not result.frame_stored):
-            self._writer.tell(StoreFrame(frame=frame, frame_key=key, alert=alert, jpeg=result.jpeg,
-                                         frame_stored=result.frame_stored))
+        if key is not None and not result.frame_stored:
+            self._writer.tell(StoreFrame(frame=frame, frame_key=key, jpeg=result.jpeg))
+        if route.analytics is None:
+            return
+        try:
+            route.analytics.tell(Analyse(
+                frame=frame, detections=result.detections, count=result.count, backend=name,
+                algorithm_id=name if isinstance(backend, LocalBackend) else backend.algorithm_id,
+                algorithm_name=name if isinstance(backend, LocalBackend) else backend.algorithm_name,
+                inference_ms=elapsed_ms, result=result.result,
+            ))
+        except pykka.ActorDeadError:
+            pass  # the camera's analytics was given up (reported): its frames are inferred without events
 
     def _move(self, frame: Frame, reason: str, elapsed_ms: float) -> None:
         """This backend could not infer ``frame``: retry it once on another group's slot, else count it failed."""

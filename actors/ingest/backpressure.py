@@ -14,6 +14,12 @@ it with the watermarks, and grants the free slots as credits to cameras whose ne
   advances a camera's virtual time by ``1 / weight``). A camera that comes back after idling starts at the current
   minimum, so it cannot claim a burst for the time it was away.
 - No idling: the low watermark keeps frames queued behind the one being inferred, so a slot never waits for a tick.
+- Floors first: a tracking task type needs a minimum sampling rate (``Valve.min_fps``: tripwire 3/s, intrusion 2/s,
+  off-post 0.5/s...). A wanting camera whose floor grant is owed (no grant for ``1 / min_fps`` seconds) goes before
+  every camera that is not owed one, whatever their virtual times; the rest of the room is shared fairly. A camera
+  above its floor competes on virtual time like any other, so a slow type asks for little and a camera without a
+  floor is not starved by floors it does not have. When the box cannot meet the floors, the camera's stats say
+  ``degraded`` (``core.metrics``).
 
 The ``unbounded`` policy (benchmark baseline: the old system) makes every ``take()`` succeed.
 """
@@ -29,13 +35,17 @@ import msgspec
 class Valve:
     """Credits for one camera; ``take`` is called by its extractor, ``grant``/``close`` by the supervisor."""
 
-    __slots__ = ("task_id", "weight", "interval_sec", "_lock", "_credits", "_in_hand", "_next_due", "_open",
-                 "unbounded", "vtime", "granted")
+    __slots__ = ("task_id", "weight", "interval_sec", "min_fps", "_lock", "_credits", "_in_hand", "_next_due",
+                 "_open", "unbounded", "vtime", "granted", "floor_due")
 
-    def __init__(self, task_id: str, *, weight: float = 1.0, interval_sec: float = 1.0, unbounded: bool = False):
+    def __init__(self, task_id: str, *, weight: float = 1.0, interval_sec: float = 1.0, min_fps: float = 0.0,
+                 unbounded: bool = False):
         self.task_id = task_id
         self.weight = weight
         self.interval_sec = interval_sec
+        # The sampling floor its tracking needs (frames/s), at most what its interval asks for; 0: none.
+        self.min_fps = min(min_fps, 1 / interval_sec) if interval_sec > 0 else min_fps
+        self.floor_due = 0.0  # supervisor thread only: when its next floor grant is owed (monotonic seconds)
         self.unbounded = unbounded
         self._lock = threading.Lock()
         self._credits = 0
@@ -144,10 +154,19 @@ class Controller:
                 floor = min(v.vtime for v in valves)
                 for v in wanting:  # a camera back from idling starts at the current minimum
                     v.vtime = max(v.vtime, floor)
-                wanting.sort(key=lambda c: c.vtime)
+                wanting.sort(key=lambda c: (not _floor_owed(c, now), c.vtime))
                 for v in wanting[: high - level]:
                     v.grant(1)
                     v.vtime += 1.0 / (v.weight if self._weighted else 1.0)
                     v.granted += 1
                     granted += 1
+                    if v.min_fps > 0:
+                        # The floor's schedule: one grant per period, a debt of at most one period caught up, and
+                        # grants above the floor bank at most one period ahead.
+                        period = 1.0 / v.min_fps
+                        v.floor_due = min(max(v.floor_due, now - period) + period, now + period)
         return ControllerState(paused=self.paused, level=level + granted, high=high, low=low, granted=granted)
+
+
+def _floor_owed(valve: Valve, now: float) -> bool:
+    return valve.min_fps > 0 and now >= valve.floor_due

@@ -21,9 +21,10 @@ Anything else raised is a crash: the actor stops and the supervisor restarts it 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..core.logstate import StateLog
@@ -52,8 +53,11 @@ class ExtractorActor(ChildActor):
         timers: Timers,
         backoff: Backoff,
         stall_timeout_sec: float,
+        seqs: Iterator[int] | None = None,
         **child: Any,
     ) -> None:
+        """``seqs``: the camera's frame numbers, shared across restarts of this actor, so a frame's ``seq`` stays
+        unique and increasing per camera (analytics puts frames back in that order)."""
         super().__init__(**child)
         self.thread_name = f"extractor:{task_id}"
         self.task_id = task_id
@@ -70,7 +74,7 @@ class ExtractorActor(ChildActor):
         self._next_due = 0.0
         self._pending = False  # a sample is due and waits for a credit (until the next one is due)
         self._last_frame = 0.0
-        self._seq = 0
+        self._seqs = seqs if seqs is not None else itertools.count(1)
         self._decoded_seen = 0  # the source's ``decoded`` already counted in the metrics
         self._mode_seen = ""
         # A dead camera is retried for months: log its failures as states (once, reminders, back up), not per retry.
@@ -195,11 +199,10 @@ class ExtractorActor(ChildActor):
             self._decoding.down(str(exc))
             return
         self._decoding.up()
-        self._seq += 1
         captured = source.frame_time  # the grab's time, or a little earlier (a keyframe's picture, just after it)
         wall = time.time() - (time.monotonic() - captured)
         frame = Frame(
-            task_id=self.task_id, task_type=self.task_type, seq=self._seq,
+            task_id=self.task_id, task_type=self.task_type, seq=next(self._seqs),
             captured_at=wall, captured_mono=captured, image=image,
         )
         self._pool.submit(frame)

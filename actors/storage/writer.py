@@ -142,16 +142,19 @@ class FrameWriterActor(ChildActor):
         stored."""
         task_id = msg.frame.task_id
         route = self._routes[task_id]
-        data = msg.jpeg or encode_jpeg(msg.frame.image, self._quality)
-        if data is None:
-            self._metrics.store_failed(task_id)
-            return False
         targets = []
         if msg.frame_key is not None and not msg.frame_stored and route.frame_prefix is not None:
             targets.append((route.frame_prefix, msg.frame_key))
         keeps_image = route.save_alert_image  # False: this task's alerts go out without an image
-        if msg.alert is not None and msg.alert.image_key is not None and keeps_image:
-            targets.append((route.alert_prefix, msg.alert.image_key))
+        has_image = msg.alert is not None and msg.alert.image_key is not None and keeps_image
+        if has_image and not msg.image_stored:
+            targets.append((route.alert_prefix, msg.alert.image_key))  # type: ignore[union-attr]
+        if not targets:  # nothing new to store: an event's later record pointing at its stored image, or no image
+            return has_image
+        data = msg.jpeg or encode_jpeg(msg.frame.image, self._quality)
+        if data is None:
+            self._metrics.store_failed(task_id)
+            return False
         stored = True  # the last target is the alert image when there is an alert
         for prefix, key in targets:
             stored = self._objects.put(task_id, prefix, key, data)
