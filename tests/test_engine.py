@@ -111,6 +111,18 @@ def test_the_tracker_keeps_a_track_through_one_missed_sample_at_the_types_floor(
     assert ids == [[1], [2], [], [3]]  # every 2 s gap ends every track
 
 
+def test_someone_leaving_the_view_next_to_an_intruder_does_not_make_a_second_intrusion():
+    cam = camera(INTRUSION, old_format(ZONE))
+    # A stands just outside the zone (x < 200) beside B, who stands inside it, 60 px away; A walks out of view at
+    # 2 s. A's coasting track must not take over B's detection: B is one intrusion, from 0.5 s (min_inside_sec)
+    # until B's track is lost (last seen at 5.9 s, then unseen longer than track_max_age_sec, 2.625 s at 2 fps).
+    records: list[EventRecord] = []
+    for t in times(0, 9, (0.1,)):
+        dets = ([person(170, 400)] if t < 2 else []) + ([person(230, 400)] if t < 6 else [])
+        records += cam.step(dets, t, W, H).records
+    assert [(r.event_state, r.at, r.subject) for r in records] == [("start", 0.5, "2"), ("end", 8.6, "2")]
+
+
 def test_reset_and_close_end_the_open_events():
     cam = camera(INTRUSION, old_format(ZONE))
     for t in (0.0, 0.5, 1.0):

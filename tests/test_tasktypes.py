@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -31,6 +32,8 @@ class Obj(NamedTuple):
     label: str = "person"
     score: float = 0.9
     matched: bool = True
+    velocity: tuple[float, float] = (0.0, 0.0)
+    """As the tracker measured it, px/s."""
 
 
 def standing(track_id: int, x: float, y: float, *, w: float = 40, h: float = 100, **kwargs: Any) -> Obj:
@@ -83,7 +86,7 @@ class Run:
                 hits, last = hits + 1, t
             self.seen[obj.id] = (first, hits, last)
             tracks.append(Track(id=obj.id, label=obj.label, box=obj.box, score=obj.score, first_seen=first,
-                                last_seen=last, hits=hits, matched=obj.matched))
+                                last_seen=last, hits=hits, matched=obj.matched, velocity=obj.velocity))
         out = self.spec.rule(self.params, self.state, Scene(tracks, t, W, H))
         self.state = out.state
         records = self.book.step(t, out.conditions, out.instants, live_tracks={tr.id for tr in tracks}).records
@@ -182,6 +185,33 @@ def test_a_person_standing_on_the_line_counts_nothing():
         y = 200 + 10 * (t - 60) if t < 65 else 300 - 10 * (t - 65)
         run.step(t, standing(2, 400, y + next(jitter) * (t < 65) * 0.5))
     assert run.records == []
+
+
+def test_a_tall_person_standing_on_the_line_with_gaussian_jitter_of_their_size_counts_nothing_at_10_fps():
+    # 5 px of foot jitter on a 150 px person is what a detector gives; 15 px is 3 of those, and 10 minutes at 10 fps
+    # would cross it both ways. The margin grows with the box (0.15 x 150 = 22.5 px, 4.5 sd).
+    run = Run(TRIPWIRE, old_format(GATE))
+    rng = random.Random(5)
+    for k in range(6000):
+        run.step(k / 10, standing(1, 400, 250 + 5 * k / 10) if k < 100 else
+                 standing(1, 400, 300 + rng.gauss(0, 5), h=150))
+    assert run.records == []
+    # The same walk across the line counts once, at its first sample 22.5 px past it.
+    run = Run(TRIPWIRE, old_format(GATE))
+    for k in range(30):
+        run.step(k / 10, standing(1, 400, 250 + 5 * k, h=150))
+    assert [(r.direction, r.at) for r in run.records] == [("in", 1.5)]
+
+
+def test_the_margin_is_the_larger_of_cross_margin_px_and_cross_margin_ratio_of_the_box_height():
+    for custom, h, first in [({}, 60, 1.2), ({}, 200, 1.3), ({"cross_margin_ratio": 0}, 200, 1.2),
+                             ({"cross_margin_px": 40, "cross_margin_ratio": 0.1}, 200, 1.4)]:
+        run = Run(TRIPWIRE, old_format(GATE, **custom))
+        for k in range(30):
+            run.step(k / 10, standing(1, 400, 200 + 10 * k, h=h))
+        # 10 px per sample from 100 px above the line: 15 px past it at 1.2 s (0.15 x 60 is less), 30 px
+        # (0.15 x 200) at 1.3 s, 40 px at 1.4 s.
+        assert [r.at for r in run.records] == [first], custom
 
 
 def test_jitter_around_the_line_after_a_crossing_never_counts_twice():
@@ -398,6 +428,46 @@ def test_a_removed_bag_ends_at_once_and_a_carried_bag_is_never_abandoned():
     assert moving.records == []
 
 
+def test_a_jittering_bag_stays_still_and_one_stray_sample_does_not_restart_its_clock():
+    run = Run(ABANDONED, old_format(abandon_sec=10))
+    rng = random.Random(2)
+    for k in range(160):  # 10 fps, 5 px jitter on each corner (3.5 on the centre), one sample 30 px off at 5 s
+        dx = 30 if k == 50 else rng.gauss(0, 3.5)
+        run.step(k / 10, bag(2, 400 + dx, 420 + rng.gauss(0, 3.5)))
+    assert brief(run.records) == [("cam-1", "start", 10.0, "", "2")]
+    # Moved for good: two samples in a row away from the rest re-anchor it, and its clock starts again.
+    run.step(16.0, bag(2, 500, 420))
+    run.step(16.1, bag(2, 500, 420))
+    assert run.state.objects[2].unattended_since == 16.1
+
+
+def walking(track_id: int, x: float, y: float, vx: float, **kwargs: Any) -> Obj:
+    """A person whose track's velocity is ``vx`` px/s (as a tracker would have measured)."""
+    return standing(track_id, x, y, **kwargs)._replace(velocity=(vx, 0.0))
+
+
+def test_a_passer_by_does_not_restart_an_abandoned_bags_clock_but_someone_stopping_by_it_does():
+    run = Run(ABANDONED, old_format(abandon_sec=10))
+    for t in irregular(0, 30, (1.0,)):
+        # Someone walks past the bag at 100 px/s (1 size/s) from 4 to 9 s, within reach from 6 to 8 s.
+        people = [walking(1, 100 + 100 * (t - 4), 420, 100.0)] if 4 <= t <= 9 else []
+        run.step(t, bag(2, 400, 420), *people)
+    assert brief(run.records) == [("cam-1", "start", 10.0, "", "2")]
+    run.step(30.0, bag(2, 400, 420), standing(3, 440, 420))  # stops beside it
+    run.step(31.0, bag(2, 400, 420), standing(3, 440, 420))
+    assert brief(run.records)[-1] == ("cam-1", "end", 31.0, "", "2")
+
+
+def test_an_owner_walking_off_keeps_the_clock_from_starting_until_out_of_reach():
+    run = Run(ABANDONED, old_format(abandon_sec=10))
+    for t in irregular(0, 20, (1.0,)):
+        people = [walking(1, 440 + 50 * max(0.0, t - 2), 420, 50.0 if t > 2 else 0.0)] if t <= 8 else []
+        run.step(t, bag(2, 400, 420), *people)
+    # Reach: 80 px from the bag's centre to the person's box, whose left edge passes x = 480 at 3.2 s: walking
+    # (0.5 sizes/s) at 3 s, still within reach, the clock does not start yet; it starts at 4 s.
+    assert brief(run.records) == [("cam-1", "start", 14.0, "", "2")]
+
+
 def test_the_owner_distance_and_the_object_labels_are_configurable():
     near = Run(ABANDONED, old_format(abandon_sec=4, owner_distance_px=200, object_labels=["suitcase"]))
     for t in irregular(0, 10, (1.0,)):
@@ -493,6 +563,8 @@ def test_every_old_task_type_has_a_rule_a_floor_and_its_labels():
                       SMOKING: ["smoking"], HELMET: ["no_helmet"]}
     assert decode_task_params(TRIPWIRE, old_format(min_fps=5)).min_fps == 5
     assert decode_task_params(OFF_POST, {}).track_max_age_sec == 5.0  # survives one missed sample at 0.5 fps
+    # At 3 fps, one missed sample is 0.83 s: a backlog's 2 s hole on top of an interval ends fewer tracks.
+    assert decode_task_params(TRIPWIRE, {}).track_max_age_sec == pytest.approx(2 + 1.25 / 3)
     assert decode_task_params(TRIPWIRE, old_format(track_max_age_sec=4)).track_max_age_sec == 4
 
 

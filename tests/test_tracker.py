@@ -265,6 +265,56 @@ def test_of_two_detections_as_far_from_the_prediction_the_one_of_the_tracks_size
         (1, tuple(map(float, moved.at(0).box))), (2, tuple(map(float, child.at(0).box)))]
 
 
+def test_a_track_unseen_for_long_does_not_take_a_detection_beyond_the_widest_gate():
+    conf = TrackerConf(max_age_sec=10.0)
+    tracker = Tracker(conf)
+    for t in (10.0, 10.5, 11.0):
+        tracker.update([Walker(100, 300, 0, 0).at(0)], t)
+
+    # 4 s unseen: 1 + 3 x 4 = 13 sizes uncapped; the gate stops at max_gate_sizes (3), and 5 sizes away is a new
+    # person, 2.5 sizes away may still be this one.
+    far = tracker.update([Walker(600, 300, 0, 0).at(0)], 15.0)
+    assert [(track.id, track.matched) for track in far.tracks] == [(1, False), (2, True)]
+    near = tracker.update([Walker(600, 300, 0, 0).at(0), Walker(350, 300, 0, 0).at(0)], 15.5)
+    assert [(track.id, track.matched, centre(track.box)) for track in near.tracks] == [
+        (1, True, (350.0, 300.0)), (2, True, (600.0, 300.0))]
+
+
+def test_a_track_whose_person_is_missed_does_not_take_a_newcomer_and_push_its_own_person_onto_another_track():
+    # A stands; B walks past 2.2 sizes away. In the sample where B is missed and C appears 1 size from A, pairing
+    # A's track with C and B's track with A would match both tracks (each within its gate), at the price of two bad
+    # pairs; the solver keeps A with A, lets B's track coast and starts a track for C.
+    tracker = Tracker()
+    a, b = Walker(600, 300, 0, 0), Walker(450, 300, -110, 0)
+    for t in (10.0, 10.5, 11.0, 11.5):
+        tracker.update([a.at(0), b.at(t - 10.0)], t)
+    c = Walker(650, 200, 0, 0).at(0)
+
+    update = tracker.update([a.at(0), c], 12.0)
+
+    assert [(track.id, track.matched, centre(track.box)) for track in update.tracks] == [
+        (1, True, centre(tuple(map(float, a.at(0).box)))), (2, False, pytest.approx((230.0, 300.0), abs=15)),
+        (3, True, centre(tuple(map(float, c.box))))]
+
+
+def test_a_track_coasting_after_its_person_left_does_not_take_the_detection_of_someone_standing_next_to_it():
+    # A and B stand 0.6 sizes apart; A leaves the view at 11.0. A's coasting track soon reaches B (its gate widens
+    # to 3 sizes), but B's own track, matched a sample ago and right on B, keeps B's detection in every sample: a
+    # coasting track's miss costs no more than a fresh one's. (When it cost the track's own gate edge, the ghost took
+    # B once its gate had widened, and the two tracks then took B in turn, the staler one each time: B seen twice.)
+    tracker = Tracker()
+    a, b = Walker(300, 300, 0, 0), Walker(360, 300, 0, 0)
+    at = times([0.1] * 35)  # 100.0 .. 103.4
+    for t in at[:11]:
+        tracker.update([a.at(0), b.at(0)], t)
+
+    updates = [tracker.update([b.at(0)], t) for t in at[11:]]
+
+    assert all([(tr.id, tr.matched) for tr in update.tracks] == [(1, False), (2, True)] for update in updates[:19])
+    assert [update.lost for update in updates if update.lost] == [(1,)]  # 2 s unseen (max_age_sec): lost
+    assert all([(tr.id, tr.matched) for tr in update.tracks] == [(2, True)] for update in updates[20:])
+
+
 def test_one_bad_match_does_not_fling_the_track():
     conf = TrackerConf()
     tracker = Tracker(conf)
@@ -314,6 +364,8 @@ def test_reset_forgets_the_tracks_and_the_clock_but_never_reuses_an_id():
     ({"min_hits": 0}, "Expected `int` >= 1 - at `$.min_hits`"),
     ({"iou_weight": 1.5}, "Expected `float` <= 1.0 - at `$.iou_weight`"),
     ({"iou_min": 0.1}, "Object contains unknown field `iou_min`"),
+    ({"max_gate_sizes": 0}, "Expected `float` > 0.0 - at `$.max_gate_sizes`"),
+    ({"gate_sizes": 4}, "max_gate_sizes (3) is below gate_sizes (4): the gate only widens - at `$.max_gate_sizes`"),
 ])
 def test_a_bad_tracker_conf_fails_when_decoded_with_its_key_path(conf, error):
     with pytest.raises(msgspec.ValidationError) as info:

@@ -15,7 +15,8 @@ One ``step``:
    bound to them.
 
 The tracker's conf, unless given: ``TrackerConf`` with ``max_age_sec`` = the params' ``track_max_age_sec`` (by
-default ``max(2, 2.5 / min_fps)``: one missed sample at the type's floor rate does not end a track).
+default ``max(2 + 1.25 / min_fps, 2.5 / min_fps)``: neither one missed sample at the type's floor rate nor a 2 s
+backlog ends a track).
 """
 
 from __future__ import annotations

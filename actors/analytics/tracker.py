@@ -13,7 +13,15 @@ One ``update`` does, in order:
 3. associate detections to tracks, one label at a time (a person never becomes a bag), by the Hungarian algorithm
    (``scipy.optimize.linear_sum_assignment``) on a cost that mixes ``1 - IoU`` with the centre distance in box sizes.
    IoU alone fails at low rates: a person walking 1.5 m/s sampled every 2 s moves several times its width, and boxes
-   of successive samples do not overlap. A pair farther apart than the motion gate is never matched;
+   of successive samples do not overlap. A pair farther apart than the motion gate is never matched. The gate widens
+   while a track is unseen, up to ``max_gate_sizes``. The solver minimises the total cost, where leaving a track
+   unmatched costs as much as the worst admissible pair of any track (one at the widest gate, without overlap): it
+   takes every pair that is worth it on its own, but never pairs more at the price of much worse pairs, so a track
+   whose person was missed does not take a passer-by's detection and push that person's own track onto someone else
+   (an id swap). That cost is the same for every track: were it a track's own gate edge, leaving a track unseen for
+   a while unmatched would cost more than leaving one matched just now, and a coasting track (someone who left the
+   view) would take a person's detection from that person's own track; both then live on, taking the detection in
+   turn (the staler one's miss always costs more), and a zone rule sees the person twice;
 4. a matched track takes the detection's box and score, and its velocity moves toward the measured one; a
    detection left over starts a track.
 
@@ -59,7 +67,13 @@ class TrackerConf(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """Share of ``1 - IoU`` in the cost; the rest is the centre distance in box sizes. 0: distance only."""
     gate_sizes: Annotated[float, Meta(gt=0, le=100)] = 1.0
     """How far (box sizes) from its prediction a detection may lie for a track matched just now: covers jitter and
-    the box changing shape. The gate widens by ``max_speed_sizes_per_sec`` for each second since the last match."""
+    the box changing shape. The gate widens by ``max_speed_sizes_per_sec`` for each second since the last match,
+    up to ``max_gate_sizes``."""
+    max_gate_sizes: Annotated[float, Meta(gt=0, le=100)] = 3.0
+    """The widest the gate gets (box sizes), however long a track is unseen; at least ``gate_sizes``. Without a cap
+    a track unseen for 4 s would accept a detection 13 sizes away, i.e. anyone in the frame: the prediction follows
+    the motion measured before, so what the gate has to cover is the error of that prediction (a change of pace or
+    direction), not every place the person could have run to."""
     max_speed_sizes_per_sec: Annotated[float, Meta(gt=0, le=100)] = 3.0
     """The fastest plausible motion, in box sizes per second (3: a person running ~5 m/s). Caps each velocity
     measurement, so one bad match cannot fling a track, and widens the gate while a track is unseen."""
@@ -67,6 +81,11 @@ class TrackerConf(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """Time constant of the velocity's smoothing: a match ``dt`` seconds after the last one moves the estimate
     ``1 - exp(-dt / tau)`` of the way to the measured velocity. A measurement over a long interval is precise (a
     pixel of jitter over 2 s is 0.5 px/s) and counts almost fully; one over 0.1 s (10 px/s per pixel) counts a fifth."""
+
+    def __post_init__(self) -> None:
+        if self.max_gate_sizes < self.gate_sizes:
+            raise ValueError(f"max_gate_sizes ({self.max_gate_sizes:g}) is below gate_sizes ({self.gate_sizes:g}): "
+                             "the gate only widens - at `$.max_gate_sizes`")
 
 
 class TrackUpdate(msgspec.Struct, frozen=True):
@@ -222,14 +241,26 @@ class Tracker:
             cost, admissible = self._costs(tracks, [detections[i] for i in indices], t)
             if not admissible.any():
                 continue
-            # Inadmissible pairs get a cost above any assignment made of admissible pairs alone, so the solver takes
-            # as many admissible pairs as it can, then the cheapest; the inadmissible ones it is forced into go.
-            forbidden = float(cost[admissible].sum()) + 1.0
-            rows, cols = linear_sum_assignment(np.where(admissible, cost, forbidden))
+            # One column per detection, then one per track meaning "this track stays unmatched" (its own only); a
+            # detection no track takes starts a track, at no cost. Every assignment using a forbidden entry costs
+            # more than leaving every track unmatched, so the solver never picks one.
+            n, m = cost.shape
+            forbidden = n * self._unmatched_cost + 1.0
+            table = np.full((n, m + n), forbidden)
+            table[:, :m] = np.where(admissible, cost, forbidden)
+            table[np.arange(n), m + np.arange(n)] = self._unmatched_cost
+            rows, cols = linear_sum_assignment(table)
             for r, c in zip(rows.tolist(), cols.tolist()):
-                if admissible[r, c]:
+                if c < m and admissible[r, c]:
                     matched[tracks[r].id] = indices[c]
         return matched
+
+    @property
+    def _unmatched_cost(self) -> float:
+        """What leaving a track unmatched costs the assignment, any track: a pair at the widest gate without overlap,
+        the worst any admissible pair can cost (see the module docstring for why it is not the track's own gate)."""
+        conf = self._conf
+        return conf.iou_weight + (1.0 - conf.iou_weight) * conf.max_gate_sizes
 
     def _costs(self, tracks: list[_Live], dets: list[Detection], t: float) -> tuple[np.ndarray, np.ndarray]:
         """The (tracks x detections) cost matrix and which pairs pass the motion gate."""
@@ -247,9 +278,9 @@ class Tracker:
 
         size = np.maximum(np.maximum(px2 - px1, py2 - py1), 1.0)
         dist = np.hypot((dx1 + dx2 - px1 - px2) / 2, (dy1 + dy2 - py1 - py2) / 2) / size
-        gate = conf.gate_sizes + conf.max_speed_sizes_per_sec * elapsed[:, None]
+        gate = np.minimum(conf.gate_sizes + conf.max_speed_sizes_per_sec * elapsed, conf.max_gate_sizes)
         cost = conf.iou_weight * (1.0 - iou) + (1.0 - conf.iou_weight) * dist
-        return cost, dist <= gate
+        return cost, dist <= gate[:, None]
 
 
 def _floats(box: tuple[int, int, int, int]) -> Box:

@@ -10,7 +10,10 @@ Every type's ``custom_params`` accepts these (``CustomParams``):
   a zone and back within it continues the same event). Events bound to a track end at once when it is lost.
 - ``min_fps`` (samples/s): the sampling floor the type asks backpressure for; default per type (``DEFAULT_MIN_FPS``).
 - ``track_max_age_sec`` (s, framewatch's): how long the tracker keeps a track it does not see; default
-  ``max(2, 2.5 / min_fps)``: a track survives one missed sample at the floor rate.
+  ``max(BACKLOG_HOLE_SEC + 1.25 / min_fps, 2.5 / min_fps)`` (``BACKLOG_HOLE_SEC``: 2 s): a track survives one
+  missed sample at the floor rate, and a backlog holding the samples back for 2 s on top of an interval. Longer
+  would keep ghosts: a coasting track holds its events (a person gone for 3.5 s at 1 fps is a new event when back)
+  and may take someone else's detection.
 - ``track_enabled``, ``track_max_age`` (the old system's, frames): accepted and not used. Every rule here works on
   tracks, so tracking cannot be turned off; and a frame count means no fixed time when samples arrive at the rate
   backpressure grants, so the tracker ages tracks in seconds (``track_max_age_sec``).
@@ -34,9 +37,13 @@ from ..regions import AlgorithmParams, RegionConfig, foot_point
 from ..track import Track
 
 __all__ = [
-    "CONFIRMED_HITS", "TIME_EPS_SEC", "AlgorithmParamsOf", "CustomParams", "Labels", "Outcome", "Rule", "Scene",
-    "Seconds", "TaskParams", "Zone", "condition_about", "detection_of", "foot",
+    "BACKLOG_HOLE_SEC", "CONFIRMED_HITS", "TIME_EPS_SEC", "AlgorithmParamsOf", "CustomParams", "Labels", "Outcome",
+    "Rule", "Scene", "Seconds", "TaskParams", "Zone", "condition_about", "detection_of", "foot",
 ]
+
+#: A pause in the samples a camera gets that is not its rate's doing: inference busy with other cameras (a backlog)
+#: delays a camera's samples by a second or two now and then. The default track lifetime covers one on top of a miss.
+BACKLOG_HOLE_SEC = 2.0
 
 #: Samples a track must have been matched in before the rules that count people trust it (off-post, counting): one
 #: false detection in one sample must not end an absence or make a crowd.
@@ -95,7 +102,7 @@ class TaskParams(RegionConfig, Generic[C], kw_only=True):
     @property
     def track_max_age_sec(self) -> float:
         value = self.custom.track_max_age_sec
-        return max(2.0, 2.5 / self.min_fps) if value is None else value
+        return max(BACKLOG_HOLE_SEC + 1.25 / self.min_fps, 2.5 / self.min_fps) if value is None else value
 
     def labels(self) -> frozenset[str]:
         """The detection labels the rule needs tracked; detections of other labels are not tracked at all."""

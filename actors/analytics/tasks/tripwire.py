@@ -5,10 +5,14 @@ right walking from its first point to its second, as the image shows it. The old
 the left to the right, i.e. top to bottom for a line drawn left to right; ``out`` the other way.
 
 Hysteresis. A track (its foot point, matched samples only: a coasting box is a prediction) is *armed* on a side once
-it stands at least ``custom_params.cross_margin_px`` (default 15 px) from the line on that side. It crosses when it
-then reaches the margin on the other side; it is re-armed there, so jitter around the line, a person standing on it,
-or one stepping onto it and back, never counts, and each real crossing counts once. A track first seen inside the
-band is armed only once it leaves it: where it came from is unknown, so it does not count.
+it stands at least the margin from the line on that side. It crosses when it then reaches the margin on the other
+side; it is re-armed there, so jitter around the line, a person standing on it, or one stepping onto it and back,
+never counts, and each real crossing counts once. A track first seen inside the band is armed only once it leaves
+it: where it came from is unknown, so it does not count. The margin is ``max(custom_params.cross_margin_px,
+custom_params.cross_margin_ratio x the box's height)`` (defaults 15 px and 0.15), taken at each sample: a detector's
+box edges wobble in proportion to the object's size, so a fixed number of pixels that is ample for a far person is
+within the jitter of a near one (a 144 px person's foot jitters by ~5 px, and 15 px is 3 of those: a person standing
+on the line for a minute at 10 fps would be counted now and then).
 
 Extent. The crossing counts only if the track passed the line within the segment: where the path between two
 consecutive matched samples crosses the line's infinite extension, that point must project inside the segment (the
@@ -38,7 +42,10 @@ __all__ = ["TripwireCustom", "TripwireParams", "TripwireState", "count_crossings
 
 class TripwireCustom(CustomParams, kw_only=True):
     cross_margin_px: Annotated[float, Meta(ge=0, le=10_000)] = 15.0
-    """Pixels past the line (each side) a track must reach for a crossing to count; 0: no hysteresis."""
+    """Pixels past the line (each side) a track must reach for a crossing to count, at least; 0 (and
+    ``cross_margin_ratio`` 0): no hysteresis."""
+    cross_margin_ratio: Annotated[float, Meta(ge=0, le=1)] = 0.15
+    """The margin as a fraction of the track's box height, when that is more than ``cross_margin_px``."""
 
 
 class TripwireParams(TaskParams[TripwireCustom], kw_only=True):
@@ -72,7 +79,7 @@ def initial_state() -> TripwireState:
 
 def count_crossings(params: TripwireParams, state: TripwireState, scene: Scene) -> Outcome[TripwireState]:
     lines = params.lines()
-    margin = params.custom.cross_margin_px
+    custom = params.custom
     sides: dict[tuple[int, str], _Side] = {}
     totals = dict(state.totals)
     instants: list[Instant] = []
@@ -80,6 +87,8 @@ def count_crossings(params: TripwireParams, state: TripwireState, scene: Scene) 
         if track.label != params.label:
             continue
         point = foot(track, scene) if track.matched else None
+        _, y1, _, y2 = track.box
+        margin = max(custom.cross_margin_px, custom.cross_margin_ratio * (y2 - y1))
         for line in lines:
             key = (track.id, line.id)
             prev = state.sides.get(key)
