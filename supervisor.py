@@ -44,7 +44,8 @@ import psutil
 import pykka
 
 from .actors.api.status import status_text
-from .actors.core.messages import Flush, GetSnapshot, Grant, Shutdown, Start, StatsTick, Sweep, Tick
+from .actors.core.messages import (AddBounds, ApplyTasks, Flush, GetSnapshot, Grant, Retired, Shutdown, Start,
+                                   StatsTick, Sweep, Tick)
 from .actors.core.metrics import BackpressureStats, Snapshot, process_stats, write_snapshot
 from .actors.core.supervision import Tree
 from .actors.inference.registry import Health, ServiceInfo
@@ -92,6 +93,8 @@ class Supervisor(pykka.ThreadingActor):
         self._last: Snapshot | None = None
         self._stopping = False
         self._up = False  # the start completed: a stop after a failed start is quiet (the caller reports why)
+        self._retiring: dict[str, threading.Thread] = {}  # stopping the children of cameras changed at run time
+        self._to_start: dict[str, Any] = {}  # tasks to start once their previous incarnation has stopped
 
     # --- pykka hooks ---
 
@@ -126,6 +129,12 @@ class Supervisor(pykka.ThreadingActor):
                 return self._start()
             case Shutdown():
                 return self._shutdown()
+            case ApplyTasks(config=config):
+                return self._apply_tasks(config)
+            case Retired(task_id=task_id):
+                self._retiring.pop(task_id, None)
+                if not self._stopping:
+                    self._start_cameras()
             case _:
                 log.warning("supervisor: unexpected message %r", type(message).__name__)
         return None
@@ -141,7 +150,7 @@ class Supervisor(pykka.ThreadingActor):
         for spec in (system.timers_spec(), system.alerts_spec(), system.retention_spec(), system.writer_spec()):
             self.tree.add(spec)
         if cfg.http.enable:
-            self.tree.add(system.http_spec(self._ask_snapshot))
+            self.tree.add(system.http_spec(self._ask_snapshot, self._ask_apply))
         for camera in system.cameras.values():
             self.tree.add(system.analytics_spec(camera))
         for spec in system.local_slot_specs(self._slot_given_up):
@@ -163,6 +172,74 @@ class Supervisor(pykka.ThreadingActor):
                  cfg.ai_analysis.mq_type, cfg.backpressure.policy)
         return system.http.url if system.http is not None else ""
 
+    # --- tasks changed at run time ---
+
+    def _apply_tasks(self, cfg: Any) -> dict[str, list[str]]:
+        """Run the enabled tasks of ``cfg``: stop the cameras no longer wanted and those whose task changed (their
+        children stop on a thread of their own, so grants to the others never wait on a source's read), start the
+        new ones at once and the changed ones once their old children have stopped (``Retired``). The other cameras
+        are not touched. Returns the ids stopped and started (or to be started)."""
+        if self._stopping:
+            raise RuntimeError("framewatch is stopping")
+        system = self.system
+        wanted = {t.id: t for t in cfg.enabled_tasks()}
+        listed = {t.id for t in cfg.frame_extractor.tasks}
+        stale = [c for c in system.cameras.values() if wanted.get(c.id) != c.conf]
+        for camera in stale:
+            self._retire(camera.id, removed=camera.id not in listed)
+        system.cfg = cfg
+        self._to_start = {i: t for i, t in wanted.items() if i not in system.cameras}
+        started = list(self._to_start)
+        self._start_cameras()
+        stopped = [c.id for c in stale]
+        if stopped or started:
+            log.info("tasks changed: stopped %s, started %s", stopped or "none", started or "none")
+        return {"stopped": stopped, "started": started}
+
+    def _start_cameras(self) -> None:
+        """Start the cameras waiting to, except those whose previous incarnation is still stopping."""
+        system = self.system
+        for task_id, task in list(self._to_start.items()):
+            if task_id in self._retiring:
+                continue
+            del self._to_start[task_id]
+            camera = system.add_camera(task)
+            system.publish_algo_config(camera)
+            system.retention.tell(AddBounds(tuple(camera.bounds)))  # before any of its frames can be stored
+            for spec in (system.analytics_spec(camera), system.extractor_spec(camera)):
+                child = self.tree.add(spec)
+                try:
+                    self.tree.start(child)
+                except Exception as exc:  # counted as a crash: the next tick restarts it within its budget
+                    log.error("%s: start failed: %s", spec.id, exc)
+        self._report_waiting()
+        self._grant()
+
+    def _retire(self, task_id: str, *, removed: bool) -> None:
+        system = self.system
+        camera = system.retire_camera(task_id)
+        extractor, analytics = self.tree.remove(camera.child_id), self.tree.remove(f"analytics:{task_id}")
+        timeout = self.cfg.ai_analysis.request_timeout_sec + self.cfg.supervision.shutdown_timeout_sec
+
+        def drain() -> None:
+            """Sources first, then the frames in flight, then its analytics (which ends the open events)."""
+            if extractor is not None:
+                Tree.stop_child(extractor)
+            deadline = time.monotonic() + timeout
+            while system.metrics.in_flight(task_id) > 0 and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling a counter: frames in flight have no completion event per camera
+            if analytics is not None:
+                Tree.stop_child(analytics)
+            system.metrics.source_state(task_id, "removed" if removed else "stopped")
+            try:
+                self.actor_ref.tell(Retired(task_id))
+            except pykka.ActorDeadError:
+                pass  # the supervisor stopped meanwhile: nothing to start
+
+        thread = threading.Thread(target=drain, name=f"retire:{task_id}")
+        self._retiring[task_id] = thread
+        thread.start()
+
     def _service_slot_spec(self, slot: str, types: frozenset[str], health: Health, info: ServiceInfo) -> Any:
         return self.system.slot_spec(slot, types, health, self.system.remote_backend(info), self._slot_given_up,
                                      endpoint=info.endpoint)
@@ -181,9 +258,13 @@ class Supervisor(pykka.ThreadingActor):
         except pykka.ActorDeadError:
             pass  # shutting down: nothing to grant
 
-    def _ask_snapshot(self) -> Snapshot:
-        """For the HTTP API's threads: a fresh snapshot, made on the supervisor's thread."""
-        return self.actor_ref.ask(GetSnapshot(fresh=True, window="http"), timeout=5)
+    def _ask_snapshot(self, window: str) -> Snapshot:
+        """For the HTTP API's threads: a fresh snapshot, made on the supervisor's thread (``window``: whose rates)."""
+        return self.actor_ref.ask(GetSnapshot(fresh=True, window=window), timeout=5)
+
+    def _ask_apply(self, config: Any) -> Any:
+        """For the HTTP API's threads: run a changed conf's tasks, on the supervisor's thread."""
+        return self.actor_ref.ask(ApplyTasks(config), timeout=30)
 
     # --- backpressure ---
 
@@ -199,7 +280,7 @@ class Supervisor(pykka.ThreadingActor):
         pool = self.system.pool
         for camera in self.system.cameras.values():
             task_type = camera.conf.task_type
-            if pool.serves(task_type, camera.id):
+            if pool.serves(task_type, camera.id, now_only=False):
                 reason = ""
             elif (pinned := pool.pinned(camera.id)) is not None:
                 reason = f"waiting for preferred service {pinned}"
@@ -222,8 +303,15 @@ class Supervisor(pykka.ThreadingActor):
         if system.store is not None:
             health = system.store.health()
             components["storage"] = f"up ({system.store.name})" if health == "up" else health
+            reserve = system.objects.reserve if system.objects is not None else None
+            if reserve is not None and reserve.state:
+                components["storage"] = reserve.state
         stats = system.alert_board.stats
         components["sink"] = "up" if stats.sink_ok else f"down: {stats.sink_error}"
+        if system.history is not None:
+            history = system.history
+            components["history"] = (f"down: {history.error}" if not history.enabled else
+                                      "up" if stats.history_ok else f"down: {stats.history_error}")
         return components
 
     def _snapshot(self, window: str = "stats", *, final: bool = False) -> Snapshot:
@@ -269,6 +357,8 @@ class Supervisor(pykka.ThreadingActor):
     def _stop_tree(self) -> None:
         for camera in self.system.cameras.values():
             camera.valve.close()
+        for thread in list(self._retiring.values()):
+            thread.join()
 
         def step(stage: str) -> None:
             extra = f" ({self.system.pool.load()} frames in flight)" if stage == "inference" else ""

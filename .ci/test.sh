@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: the GStreamer RTSP camera and ffmpeg (fixtures). Installed only when one is missing.
+# Debian packages: the GStreamer RTSP camera and ffmpeg (fixtures), chromium and its driver (the console's
+# browser test). Installed only when one is missing.
 missing=()
 for pkg in $(cat .ci/apt-packages.txt); do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

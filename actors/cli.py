@@ -202,7 +202,9 @@ def positive_seconds(text: str) -> float:
 def _load_or_exit(path: str | None) -> Loaded:
     conf = Path(path) if path else default_config_path()
     try:
-        return load_config(conf)
+        loaded = load_config(conf)
+        # The embedded default belongs to the package: run-time task changes apply but are not written into it.
+        return loaded if path else msgspec.structs.replace(loaded, path="")
     except ConfigError as exc:
         print(f"framewatch: bad configuration {conf}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None

@@ -15,19 +15,23 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pykka
 
 from ..supervisor import Supervisor
-from .alerts.actor import AlertActor, AlertBoard, AlertSpool, MemorySpool
+from .alerts.actor import AlertActor, AlertBoard, AlertSpool
+from .alerts.history import History
 from .alerts.sinks import JsonlSink, Sink
 from .analytics.actor import AnalyticsActor
 from .analytics.rules import has_builtin_rule
 from .analytics.tasks.base import TaskParams
 from .analytics.tasktypes import decode_task_params
-from .api.http import HttpApi
+from .api.http import LOCAL_SLOTS, HttpApi
+from .api.alerts_api import AlertsApi
+from .api.tasks_api import TasksApi
+from .core.conffile import ConfFile
 from .core.config import Config, Loaded, TaskConf
 from .core.messages import GetSnapshot, Shutdown, Start
 from .core.metrics import Metrics, Snapshot
@@ -40,7 +44,9 @@ from .inference.remote import ImageLinks, InflightImages, PresignedImages, Remot
 from .inference.slot import Backend, InferenceActor, TaskRoute, local_backend
 from .ingest.backpressure import Valve
 from .ingest.extractor import ExtractorActor
+from .ingest.preview import Preview
 from .ingest.sources import FrameSource, source_for_task
+from .storage.reserve import DiskReserve
 from .storage.retention import Bound, RetentionActor
 from .storage.store import LocalStore, Store, StoreError, StoreUnavailable, join_key, task_dir
 from .storage.writer import FrameWriterActor, ObjectWriter
@@ -51,9 +57,13 @@ log = logging.getLogger("framewatch")
 class Camera:
     """Everything framewatch keeps about one task (camera), built once from its conf."""
 
-    __slots__ = ("conf", "interval_sec", "params", "route", "valve", "bounds", "waiting", "analytics", "seqs")
+    __slots__ = ("conf", "interval_sec", "params", "route", "valve", "bounds", "waiting", "analytics", "seqs",
+                 "preview")
 
-    def __init__(self, cfg: Config, task: TaskConf) -> None:
+    def __init__(self, cfg: Config, task: TaskConf, *, seqs: Iterator[int] | None = None,
+                 preview: Preview | None = None) -> None:
+        """``seqs``, ``preview``: the camera's frame numbers and latest frame, kept across a reconfiguration (a
+        camera changed at run time is a new ``Camera`` of the same id: its seq goes on increasing)."""
         ai = cfg.ai_analysis
         self.conf = task
         self.interval_sec = cfg.task_interval_ms(task) / 1000
@@ -71,7 +81,8 @@ class Camera:
         min_fps = self.params.min_fps if self.params is not None else 0.0
         self.valve = Valve(task.id, weight=task.weight, interval_sec=self.interval_sec, min_fps=min_fps,
                            unbounded=cfg.backpressure.policy == "unbounded")
-        self.seqs = itertools.count(1)  # frame numbers, across restarts of its extractor
+        self.seqs = seqs if seqs is not None else itertools.count(1)  # frame numbers, across restarts of its extractor
+        self.preview = preview if preview is not None else Preview(quality=cfg.frame_extractor.jpeg_quality)
         self.waiting = ""  # why its samples are skipped whatever the load, as last reported (supervisor thread)
         self.bounds = [Bound(task_id=task.id, prefix=alert_prefix, max_count=cfg.alerts.image_max_count,
                              max_age_sec=cfg.alerts.image_max_age_sec)]
@@ -156,15 +167,20 @@ def build_sink_factory(cfg: Config) -> Callable[[], Sink]:
 
 
 def open_spool(cfg: Config) -> AlertSpool:
-    """Kafka's alerts wait on disk (they survive a crash); the JSON Lines sink is itself a local file."""
-    if cfg.ai_analysis.mq_type != "kafka":
-        return MemorySpool()
+    """The alert journal, on disk for every sink: an alert counted emitted survives a kill -9 (``alerts.actor``)."""
     from .alerts.spool import Spool
 
     try:
         return Spool(cfg.alerts.spool_dir, max_bytes=cfg.alerts.spool_max_bytes)
     except OSError as exc:
         raise StartError("alerts.spool_dir", f"cannot use {cfg.alerts.spool_dir!r}: {exc.strerror or exc}") from None
+
+
+def open_history(cfg: Config) -> History | None:
+    """The alert history (``alerts.history_path``), None when it is off. Never fails the start: an unusable file is
+    set aside, or the history disabled, and logged (``History.open``); the alerts go out either way."""
+    path = cfg.alert_history_path()
+    return History.open(path, max_rows=cfg.ai_analysis.max_alerts_in_db) if path else None
 
 
 class System:
@@ -177,14 +193,17 @@ class System:
         """The factories replace the conf's choice (tests crash components on purpose; benchmarks emulate)."""
         cfg = self.cfg = loaded.config
         self.notices = loaded.notices
-        self.cameras: dict[str, Camera] = {t.id: Camera(cfg, t) for t in cfg.enabled_tasks()}
-        self.routes: dict[str, TaskRoute] = {c.id: c.route for c in self.cameras.values()}  # the data path's view
-        self.metrics = Metrics(list(self.cameras))
-        for c in self.cameras.values():
-            self.metrics.sampling_floor(c.id, c.valve.min_fps, 1 / c.interval_sec)
-        pins = {c.id: c.conf.preferred_algorithm_endpoint for c in self.cameras.values()
-                if c.conf.preferred_algorithm_endpoint}
-        self.pool = InferencePool(self.metrics, pins)
+        self.retired: dict[str, Camera] = {}  # cameras stopped or removed at run time, by id
+        self.conf_file = ConfFile(loaded.path)
+        self.cameras: dict[str, Camera] = {}
+        # The data path's view: a camera's route stays after it is removed (its frames in flight still need it).
+        self.routes: dict[str, TaskRoute] = {}
+        self.metrics = Metrics([t.id for t in cfg.enabled_tasks()])
+        self.pool = InferencePool(self.metrics)
+        # Every prefix retention bounds, also of removed cameras (their files stay bounded).
+        self.bounds: list[Bound] = []
+        for task in cfg.enabled_tasks():
+            self.add_camera(task)
         ai = cfg.ai_analysis
         self.registry = Registry(heartbeat_timeout_sec=ai.heartbeat_timeout_sec, circuit_open_sec=ai.circuit_open_sec)
         self.images = InflightImages()
@@ -197,6 +216,7 @@ class System:
         self.objects: ObjectWriter | None = None
         self.links: ImageLinks = self.images
         self.spool: AlertSpool | None = None
+        self.history: History | None = None  # opened by ``connect``
         self.http: HttpApi | None = None
         self._detector_factory = detector_factory  # replaces every local detector kind (tests, benchmarks)
         self._sink_factory = sink_factory or build_sink_factory(cfg)
@@ -207,27 +227,72 @@ class System:
                         "shutdown_timeout_sec": sup.shutdown_timeout_sec}
         self.wanted_types = frozenset(c.conf.task_type for c in self.cameras.values())
 
+    # --- cameras (also at run time, on the supervisor's thread) ---
+
+    def add_camera(self, task: TaskConf) -> Camera:
+        """Build a camera (or the new incarnation of one) and register it with the data path; its children are
+        added by the caller (``analytics_spec``, ``extractor_spec``)."""
+        old = self.retired.pop(task.id, None) or self.cameras.get(task.id)
+        camera = Camera(self.cfg, task, seqs=old.seqs if old else None, preview=old.preview if old else None)
+        self.cameras[task.id] = camera
+        self.routes[task.id] = camera.route
+        self.metrics.sampling_floor(camera.id, camera.valve.min_fps, 1 / camera.interval_sec)
+        self.pool.pin(camera.id, task.preferred_algorithm_endpoint)
+        known = {b.prefix for b in self.bounds}
+        self.bounds.extend(b for b in camera.bounds if b.prefix not in known)
+        self.wanted_types = frozenset(c.conf.task_type for c in self.cameras.values())
+        return camera
+
+    def alert_image(self, key: str) -> bytes | None:
+        """A stored alert image by its key (the alert history's ``image_path``); None when it cannot be read."""
+        if self.store is None:
+            return None
+        try:
+            return self.store.get(key)
+        except StoreError:
+            return None
+
+    def preview_of(self, task_id: str) -> Preview | None:
+        """The latest-frame holder of a camera running or retired (None: it never ran)."""
+        camera = self.cameras.get(task_id) or self.retired.get(task_id)
+        return camera.preview if camera is not None else None
+
+    def retire_camera(self, task_id: str) -> Camera:
+        """Take a camera out of the running set (its children are stopped by the caller). Its counters stay in the
+        metrics, so the conservation equation keeps holding; its route stays for its frames still in flight."""
+        camera = self.cameras.pop(task_id)
+        camera.valve.close()
+        self.retired[task_id] = camera
+        self.wanted_types = frozenset(c.conf.task_type for c in self.cameras.values())
+        return camera
+
     # --- resources the children share ---
 
     def connect(self) -> None:
         """Open the store and the spool (raises StartError naming the setting)."""
         self.store = self._store_factory(self.cfg)
-        self.objects = ObjectWriter(self.store, self.retention, self.metrics)
+        fe = self.cfg.frame_extractor
+        reserve = (DiskReserve(fe.output_dir, free_mb=fe.reserve_free_mb, free_percent=fe.reserve_free_percent)
+                   if isinstance(self.store, LocalStore) else None)
+        self.objects = ObjectWriter(self.store, self.retention, self.metrics, reserve)
         if hasattr(self.store, "presigned_url"):
             self.links = PresignedImages(self.objects, self.images)
-        self.publish_algo_configs(self.store)
-        self.spool = open_spool(self.cfg)
-
-    def publish_algo_configs(self, store: Store) -> None:
-        """Give each task's route its ``algo_config_url``: the old system's ``algo_config.json`` object in MinIO,
-        presigned per request, else framewatch's HTTP API (``remote.publish_algo_config``)."""
-
         for camera in self.cameras.values():
-            camera.route.algo_config_url = publish_algo_config(store, self.images, camera.conf.task_type, camera.id,
-                                                               camera.route.algo_config)
+            self.publish_algo_config(camera)
+        self.spool = open_spool(self.cfg)
+        self.history = open_history(self.cfg)  # outlives the alert actor's incarnations, like the spool
+
+    def publish_algo_config(self, camera: Camera) -> None:
+        """Give the task's route its ``algo_config_url``: the old system's ``algo_config.json`` object in MinIO,
+        presigned per request, else framewatch's HTTP API (``remote.publish_algo_config``)."""
+        assert self.store is not None
+        camera.route.algo_config_url = publish_algo_config(self.store, self.images, camera.conf.task_type, camera.id,
+                                                           camera.route.algo_config)
 
     def close(self) -> None:
         """After the tree has stopped: release the store and the spool."""
+        if self.history is not None:
+            self.history.close()
         if self.spool is not None and hasattr(self.spool, "close"):
             self.spool.close()
         if self.store is not None:
@@ -245,17 +310,16 @@ class System:
         def start() -> Handle:
             return start_actor(AlertActor, self.alerts, sink_factory=self._sink_factory, spool=self.spool,
                                metrics=self.metrics, batch_size=ai.alert_batch_size,
-                               batching=ai.alert_batch_enabled, board=self.alert_board)
+                               batching=ai.alert_batch_enabled, board=self.alert_board, history=self.history)
 
         setting = "ai_analysis.mq_address" if ai.mq_type == "kafka" else "alerts.jsonl_path"
         return ChildSpec(id="alerts", stage="alerts", start=start, essential=True, setting=setting,
                          on_given_up=lambda reason: self.alerts.close(), **self._budget)
 
     def retention_spec(self) -> ChildSpec:
-        bounds = [b for c in self.cameras.values() for b in c.bounds]
-
-        def start() -> Handle:
-            return start_actor(RetentionActor, self.retention, store=self.store, bounds=bounds, metrics=self.metrics)
+        def start() -> Handle:  # every incarnation bounds the prefixes known then (cameras added at run time too)
+            return start_actor(RetentionActor, self.retention, store=self.store, bounds=list(self.bounds),
+                               metrics=self.metrics)
 
         return ChildSpec(id="retention", stage="retention", start=start, essential=True,
                          on_given_up=lambda reason: self.retention.close(), **self._budget)
@@ -271,12 +335,17 @@ class System:
         return ChildSpec(id="writer", stage="writer", start=start, essential=True,
                          on_given_up=lambda reason: self.writer.close(), **self._budget)
 
-    def http_spec(self, snapshot: Callable[[], Snapshot]) -> ChildSpec:
+    def http_spec(self, snapshot: Callable[[str], Snapshot], apply_tasks: Callable[[Config], Any]) -> ChildSpec:
+        """``snapshot(window)``: a fresh stats snapshot from the supervisor; ``apply_tasks``: have it run a conf's
+        tasks (``ApplyTasks``)."""
         cfg = self.cfg
+        tasks = TasksApi(cfg, conf_file=self.conf_file, apply=apply_tasks, snapshot=lambda: snapshot("tasks"),
+                         preview=self.preview_of)
 
         def start() -> Handle:
-            self.http = HttpApi(cfg.http, registry=self.registry, images=self.images, snapshot=snapshot,
-                                task_types=cfg.frame_extractor.task_types)
+            self.http = HttpApi(cfg.http, registry=self.registry, images=self.images,
+                                snapshot=lambda: snapshot("http"), task_types=cfg.frame_extractor.task_types,
+                                routes=[tasks, AlertsApi(self.history, images=self.alert_image)])
             self.http.start()
             return self.http
 
@@ -286,7 +355,7 @@ class System:
         """The built-in detectors' slots: ``detector.actors`` (within ``max_concurrent_infer``), each holding one
         detector of every kind the enabled tasks need."""
         kinds = {c.route.detector for c in self.cameras.values()} - {None}
-        types = frozenset(c.conf.task_type for c in self.cameras.values() if c.route.detector is not None)
+        types = self.local_types(kinds)
         n = min(self.cfg.detector.actors, self.cfg.ai_analysis.max_concurrent_infer)
         det = self.cfg.detector
         made: dict[str, Callable[[], Detector]] = {PERSON: lambda: build_detector(det),
@@ -295,8 +364,21 @@ class System:
         health = Health("local", breaker=False)
         backend = local_backend(factories)
         setting = "detector.coco_model" if kinds == {COCO} else "detector.model"
-        return [self.slot_spec(f"local-{k}", types, health, backend, on_given_up, setting=setting)
+        return [self.slot_spec(f"{LOCAL_SLOTS}-{k}", types, health, backend, on_given_up, setting=setting)
                 for k in range(n)]
+
+    def local_types(self, kinds: set[str | None]) -> frozenset[str]:
+        """The task types the local detectors of ``kinds`` serve: those of the enabled cameras, and every other type
+        of ``frame_extractor.task_types`` served by one of these kinds with its default parameters, so a camera of
+        such a type added at run time is served at once. (A camera needing a kind not loaded waits, reported, until
+        a restart loads it.)"""
+        types = {c.conf.task_type for c in self.cameras.values() if c.route.detector is not None}
+        for task_type in self.cfg.frame_extractor.task_types:
+            if has_builtin_rule(task_type):
+                params = decode_task_params(task_type, {})
+                if local_detector_kind(self.cfg, task_type, params) in kinds:
+                    types.add(task_type)
+        return frozenset(types)
 
     def remote_backend(self, info: ServiceInfo) -> Callable[[], Backend]:
         ai = self.cfg.ai_analysis
@@ -345,7 +427,7 @@ class System:
         def start() -> Handle:
             return start_actor(ExtractorActor, task_id=task.id, task_type=task.task_type,
                                interval_sec=camera.interval_sec, source_factory=lambda: self._source_factory(task),
-                               valve=camera.valve, seqs=camera.seqs,
+                               valve=camera.valve, seqs=camera.seqs, preview=camera.preview,
                                pool=self.pool, metrics=self.metrics, timers=self.timers,
                                backoff=Backoff(fe.backoff_initial_sec, fe.backoff_max_sec, fe.backoff_reset_sec),
                                stall_timeout_sec=fe.stall_timeout_sec)

@@ -92,8 +92,10 @@ def clip() -> dict[int, list[Detection]]:
     finally:
         cap.release()
         detector.close()
-    # What the tests below rely on, in one place: frame 20 has four people, feet at y 277, 310, 374 and 380.
-    assert len(found[20]) == 4 and sorted(d.box[3] for d in found[20]) == [277, 310, 374, 380]
+    # What the tests below rely on, in one place: frame 20 has four people, feet at y 277, 310, 374 and 380, give or
+    # take a pixel (cv2.dnn and OpenVINO builds round differently: 276/309 seen with openvino 2026.4.1 on AVX2).
+    feet = sorted(d.box[3] for d in found[20])
+    assert len(feet) == 4 and all(abs(got - want) <= 2 for got, want in zip(feet, [277, 310, 374, 380])), feet
     return found
 
 

@@ -181,8 +181,7 @@ class AnalyticsActor(ChildActor):
             algorithm_id=source.algorithm_id, algorithm_name=source.algorithm_name, result=source.result,
             event=_event_fields(record, current.frame),
         )
-        self._metrics.alert_emitted(self.task_id)
-        try:
+        try:  # counted emitted once the alert actor has journaled it
             self._writer.tell(StoreFrame(frame=source.frame, frame_key=None, alert=alert, image_stored=stored))
         except pykka.ActorDeadError:
             self._metrics.alerts_lost(1)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import ipaddress
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -28,7 +29,7 @@ from msgspec import Meta
 
 from ..analytics.rules import OLD_TASK_TYPES, decode_algo_config, error_path
 from .urls import ASSET_PREFIX, ASSETS_DIR, check_endpoint, check_source_url, resolve_asset  # noqa: F401  (re-exported: sources, detectors, benchmarks use them)
-from .urls import check_url_host
+from .urls import check_url_host, redact_url
 
 #: An unset ``max_frame_count`` means this many frames per task, not "unlimited" (the old system's default).
 SAFE_MAX_FRAME_COUNT = 1000
@@ -126,6 +127,11 @@ class FrameExtractorConf(_Conf):
     tasks: list[TaskConf] = []
     store_queue_size: Annotated[int, Meta(ge=1, le=100_000)] = 64
     """Frames waiting to be encoded and stored; beyond it a frame is counted as not stored (inference goes on)."""
+    reserve_free_mb: Annotated[float, Meta(ge=0, le=1_000_000)] = 256.0
+    reserve_free_percent: Annotated[float, Meta(ge=0, le=50)] = 5.0
+    """With ``store = "local"``: below this much free space on the volume of ``output_dir`` (the smaller of the two
+    limits; 0 turns one off), frames and alert images are not stored, so the alert journal keeps its room; storing
+    resumes when the space is back. Counted in ``store_failed``, shown in ``components.storage``."""
     jpeg_quality: Annotated[int, Meta(ge=10, le=100)] = 80
     open_timeout_ms: Annotated[int, Meta(ge=100, le=120_000)] = 3000
     read_timeout_ms: Annotated[int, Meta(ge=100, le=120_000)] = 2000
@@ -168,8 +174,9 @@ class AiAnalysisConf(_Conf):
     circuit_open_sec: Annotated[float, Meta(gt=0, le=3600)] = 5.0
     """A service whose call failed or timed out gets no new frame for this long, then one trial frame (half-open)."""
     max_alerts_in_db: Annotated[int, Meta(ge=0)] = 1000
-    """Alert rows kept in the alert history database, the oldest deleted first; 0 means unlimited (warned about).
-    The history database comes in a later issue: until then the value is only kept here."""
+    """Alert rows kept in the alert history (``[alerts] history_path``), the oldest (by ``created_at``) deleted as
+    each batch is added, so the bound always holds; 0 means unlimited (warned about). A row is ~1.5 KB with its
+    indexes: the default keeps ~1.5 MB, 1,000,000 rows ~1.5 GB."""
     # Accepted for compatibility, ignored (reported at start):
     scan_interval_sec: float | None = None
     alert_image_move_concurrent: int | None = None
@@ -178,7 +185,11 @@ class AiAnalysisConf(_Conf):
 
 
 class HttpConf(_Conf):
-    """The HTTP API: algorithm service registration, status, metrics, and in-flight frames for remote services."""
+    """The HTTP API: algorithm service registration, status, metrics, and in-flight frames for remote services.
+
+    Serving (``actors.api.http.HttpServer``): one selector thread accepts connections and reads each request's head
+    (and a small body) itself; a fixed pool of ``workers`` threads answers complete requests. A client that is slow
+    to send costs a socket, never a thread."""
 
     enable: bool = False
     """Off unless set: a conf without ``[http]`` opens no port (the embedded default conf turns it on)."""
@@ -188,15 +199,55 @@ class HttpConf(_Conf):
     public_url: str = ""
     """Base URL remote services use to fetch in-flight frames; unset means ``http://host:port``."""
     token: str = ""
-    """Shared token guarding register/heartbeat/unregister (``Authorization: Bearer <token>``); may come from
-    FRAMEWATCH_API_TOKEN instead (the environment wins). Never logged."""
+    """Shared token guarding every write (``Authorization: Bearer <token>``): service registration, task changes,
+    alert deletes; may come from FRAMEWATCH_API_TOKEN instead (the environment wins). Never logged."""
+    token_for_reads: bool = False
+    """Also require the token on reads (status, metrics, services, task and alert queries, algo_config). The console
+    page itself and ``/frames/`` (each frame's URL is an unguessable, short-lived capability) stay open. Needs a
+    token: without one the HTTP API refuses to start."""
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     """Larger request bodies are refused with 413."""
+    workers: Annotated[int, Meta(ge=2, le=256)] = 16
+    """Threads answering requests (a fixed pool); at most half of them read a large body (> 64 KB) at once."""
+    max_connections: Annotated[int, Meta(ge=8, le=65_536)] = 512
+    """Open connections; past it the one idle longest (keep-alive, or a head still arriving) is closed, and when
+    every connection is being answered a new one gets 503."""
+    head_timeout_sec: Annotated[float, Meta(gt=0, le=600)] = 10.0
+    """A request's head (request line and headers) must arrive within this many seconds of its first byte."""
+    request_timeout_sec: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    """Reading a request's body and writing its answer, each: past it the connection is closed."""
+    keepalive_timeout_sec: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    """An idle keep-alive connection is closed after this many seconds."""
+    max_services: Annotated[int, Meta(ge=1, le=10_000)] = 256
+    """Registered algorithm services; one more is refused with 429 (re-registering a known id or endpoint is not
+    one more)."""
+    service_networks: list[str] = []
+    """CIDRs (``["10.0.0.0/8", "127.0.0.1/32"]``) a service endpoint's address must be in; a host name is resolved
+    at registration and each of its addresses must be. Empty: any address but link-local ones."""
+    allow_link_local: bool = False
+    """Accept endpoints on link-local addresses (169.254.0.0/16, fe80::/10) and cloud metadata names/addresses
+    (169.254.169.254, metadata.google.internal...), which are refused by default: a registered endpoint is called
+    by framewatch, so it must not be a way to reach the host's metadata service."""
+
+    def __post_init__(self) -> None:
+        for i, cidr in enumerate(self.service_networks):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"service_networks[{i}] = {cidr!r} is not a network; write a CIDR such as "
+                                 "'10.0.0.0/8' or an address such as '192.168.1.20'") from None
+
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``service_networks`` parsed (validated when decoding)."""
+        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in self.service_networks)
 
     def __repr__(self) -> str:  # the token never reaches a log line through repr()
         return (
             f"HttpConf(enable={self.enable}, host={self.host!r}, port={self.port}, public_url={self.public_url!r}, "
-            f"token={'***' if self.token else ''!r}, max_body_bytes={self.max_body_bytes})"
+            f"token={'***' if self.token else ''!r}, token_for_reads={self.token_for_reads}, "
+            f"max_body_bytes={self.max_body_bytes}, workers={self.workers}, max_connections={self.max_connections}, "
+            f"max_services={self.max_services}, service_networks={self.service_networks!r}, "
+            f"allow_link_local={self.allow_link_local})"
         )
 
 
@@ -261,8 +312,13 @@ class AlertsConf(_Conf):
     image_max_age_sec: AgeSeconds | None = None
     """Alert images older than this are deleted."""
     spool_dir: str = "./data/spool"
-    """Alerts the sink (Kafka) could not take wait here, on disk, and are replayed in order."""
+    """The alert journal, for every sink: each alert is appended (fsynced) here before it counts as emitted, and
+    leaves once the sink confirmed it; after a crash or an outage the rest is delivered first, in order."""
     spool_max_bytes: Annotated[int, Meta(ge=4096)] = 256 * 1024 * 1024
+    history_path: str | None = None
+    """The alert history: a SQLite file holding every alert the sink took, bounded by
+    ``ai_analysis.max_alerts_in_db``, that the old query API (``GET /api/v1/alerts``...) answers from. Unset:
+    ``alerts.db`` in the directory of ``jsonl_path``; ``""``: no history (the query API answers 503)."""
 
 
 class StatsConf(_Conf):
@@ -308,6 +364,13 @@ class Config(_Conf):
     def task_save_alert_image(self, task: TaskConf) -> bool:
         return task.save_alert_image if task.save_alert_image is not None else DEFAULT_SAVE_ALERT_IMAGE
 
+    def alert_history_path(self) -> str:
+        """The alert history's file, "" when it is off (``alerts.history_path``)."""
+        path = self.alerts.history_path
+        if path is None:
+            return os.path.join(os.path.dirname(self.alerts.jsonl_path), "alerts.db")
+        return path
+
     def enabled_tasks(self) -> list[TaskConf]:
         if not self.frame_extractor.enable:
             return []
@@ -319,6 +382,9 @@ class Loaded(msgspec.Struct, frozen=True):
 
     config: Config
     notices: list[str]  # ignored keys, unlimited retention, baseline policy...
+    path: str = ""
+    """The file it was read from, where task changes made at run time are written back; "" (decoded from text, or
+    the embedded default, which is part of the package): changes apply but are not persisted."""
 
 
 #: Keys that meant something to the old system and nothing to framewatch: (section, key, why), reported when set.
@@ -392,24 +458,30 @@ def _check_task(fe: FrameExtractorConf, task: TaskConf, where: str) -> None:
         _raise_at(f"{where}.preferred_algorithm_endpoint", check_service_endpoint, task.preferred_algorithm_endpoint)
 
 
-def read_algo_config_files(cfg: Config, base_dir: Path) -> Config:
+def read_algo_config_files(cfg: Config, base_dir: Path,
+                            pending: Mapping[str, dict[str, Any]] | None = None) -> Config:
     """``cfg`` with each task's ``algo_config_path`` file read into its ``algo_config`` (the path made absolute).
 
     Done once, as the conf is read: the rest of framewatch sees an ``algo_config`` wherever it came from. Raises
-    ConfigError naming the task's key and the file; the content is checked by ``check_config`` like an inline one."""
+    ConfigError naming the task's key and the file; the content is checked by ``check_config`` like an inline one.
+    ``pending``: absolute path -> the content a file is about to get (``conffile`` checks an edit before writing)."""
     fe = cfg.frame_extractor
     if all(task.algo_config_path is None for task in fe.tasks):
         return cfg
-    tasks = [_read_algo_config_file(task, f"$.frame_extractor.tasks[{i}]", base_dir) for i, task in enumerate(fe.tasks)]
+    tasks = [_read_algo_config_file(task, f"$.frame_extractor.tasks[{i}]", base_dir, pending or {})
+             for i, task in enumerate(fe.tasks)]
     return msgspec.structs.replace(cfg, frame_extractor=msgspec.structs.replace(fe, tasks=tasks))
 
 
-def _read_algo_config_file(task: TaskConf, where: str, base_dir: Path) -> TaskConf:
+def _read_algo_config_file(task: TaskConf, where: str, base_dir: Path,
+                           pending: Mapping[str, dict[str, Any]]) -> TaskConf:
     if task.algo_config_path is None:
         return task
     if task.algo_config:
         raise ConfigError(f"give algo_config or algo_config_path, not both - at `{where}.algo_config_path`")
     path = os.path.abspath(base_dir / task.algo_config_path)
+    if path in pending:
+        return msgspec.structs.replace(task, algo_config=pending[path], algo_config_path=path)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -431,17 +503,22 @@ def _in_algo_config_file(reason: str, path: str, file: str, where: str) -> str:
 
 
 def check_service_endpoint(url: str) -> None:
-    """An algorithm service's endpoint as it registers it: ``http(s)://HOST[:PORT][/PATH]``. Raises ValueError."""
+    """An algorithm service's endpoint as it registers it: ``http(s)://HOST[:PORT][/PATH]``, without credentials
+    (they would show in listings, stats and logs) and with a port from 1 to 65535. Raises ValueError; the message
+    names the endpoint with any credentials replaced by ``***``."""
     try:
-        scheme, sep, _ = url.partition("://")
+        scheme, sep, rest = url.partition("://")
         if not sep or scheme not in ("http", "https"):
             raise ValueError("not an http:// or https:// URL; write the endpoint the service registers with, "
                              "http://HOST[:PORT]/PATH")
         if any(char.isspace() for char in url):
             raise ValueError("contains whitespace; remove it")
+        if "@" in rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]:
+            raise ValueError("credentials (user:password@) are not accepted in an endpoint; remove them and "
+                             "protect the service by its network")
         check_url_host(url)
     except ValueError as exc:
-        raise ValueError(f"bad algorithm service endpoint {url!r}: {exc}") from None
+        raise ValueError(f"bad algorithm service endpoint {redact_url(url)!r}: {exc}") from None
 
 
 def _check_minio(minio: MinioConf) -> None:
@@ -507,7 +584,8 @@ def _convert_toml(document: dict[str, Any], type_: type[T], error: type[Exceptio
 _OWN_TABLES = frozenset(field.encode_name for field in msgspec.structs.fields(Config))
 
 
-def decode_config(data: bytes | str, base_dir: str | os.PathLike[str] = ".") -> Loaded:
+def decode_config(data: bytes | str, base_dir: str | os.PathLike[str] = ".",
+                  algo_configs: Mapping[str, dict[str, Any]] | None = None) -> Loaded:
     """Decode and validate TOML text. Raises ConfigError.
 
     Top-level tables and keys that are not framewatch's are left out before the strict decoding and named in one
@@ -516,7 +594,7 @@ def decode_config(data: bytes | str, base_dir: str | os.PathLike[str] = ".") -> 
     foreign = sorted(document.keys() - _OWN_TABLES)
     own = {key: value for key, value in document.items() if key in _OWN_TABLES}
     cfg = with_env_secrets(_convert_toml(own, Config, ConfigError), os.environ)
-    cfg = read_algo_config_files(cfg, Path(base_dir))  # the tasks' algo_config_path, relative to base_dir
+    cfg = read_algo_config_files(cfg, Path(base_dir), algo_configs)  # the tasks' algo_config_path, relative to base_dir
     notices = [_not_used_notice(document, foreign)] if foreign else []
     return Loaded(config=cfg, notices=notices + check_config(cfg))
 
@@ -562,7 +640,8 @@ def load_config(path: str | os.PathLike[str]) -> Loaded:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"Cannot read configuration {str(path)!r}: {exc.strerror}") from None
-    return decode_config(data, Path(path).parent)
+    loaded = decode_config(data, Path(path).parent)
+    return msgspec.structs.replace(loaded, path=os.path.abspath(path))
 
 
 def default_config_path() -> Path:

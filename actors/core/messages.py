@@ -167,7 +167,14 @@ class RetentionStatsRequest(msgspec.Struct, frozen=True):
     """Ask the retention actor for its statistics (``RetentionStats``)."""
 
 
-RetentionMsg = Stored | Sweep | RetentionStatsRequest
+class AddBounds(msgspec.Struct, frozen=True):
+    """Supervisor to retention: bound these prefixes too (``storage.retention.Bound``s of a camera added at run
+    time); a prefix already bounded keeps its bound."""
+
+    bounds: tuple[Any, ...]
+
+
+RetentionMsg = Stored | Sweep | RetentionStatsRequest | AddBounds
 
 
 # --- alerts ------------------------------------------------------------------------------------------------------
@@ -216,4 +223,17 @@ class Shutdown(msgspec.Struct, frozen=True):
     """Ask the supervisor to stop everything in order: sources, inference, writer, retention, alerts."""
 
 
-SupervisorMsg = Start | Tick | Grant | StatsTick | GetSnapshot | Shutdown
+class ApplyTasks(msgspec.Struct, frozen=True):
+    """Ask the supervisor to run the tasks of ``config`` (a ``core.config.Config`` already checked and persisted):
+    it stops the cameras no longer enabled, restarts those whose task changed, starts the new ones; others go on."""
+
+    config: Any
+
+
+class Retired(msgspec.Struct, frozen=True):
+    """To the supervisor, from the thread that stopped a camera's children: its new incarnation may start."""
+
+    task_id: str
+
+
+SupervisorMsg = Start | Tick | Grant | StatsTick | GetSnapshot | Shutdown | ApplyTasks | Retired

@@ -25,6 +25,8 @@ from collections.abc import Callable
 import msgspec
 import psutil
 
+from .atomic import write_atomic
+
 log = logging.getLogger(__name__)
 
 
@@ -289,8 +291,12 @@ class Metrics:
         with self._lock:
             self._busy_sec += latency_ms / 1000
 
-    def in_flight(self) -> int:
+    def in_flight(self, task_id: str | None = None) -> int:
+        """Frames sent to inference and not inferred or failed yet: of one camera, or of all."""
         with self._lock:
+            if task_id is not None:
+                cam = self._cams.get(task_id)
+                return cam.in_flight if cam is not None else 0
             return sum(c.in_flight for c in self._cams.values())
 
     # --- storage and alerts ---
@@ -471,20 +477,12 @@ def process_stats(proc: psutil.Process) -> ProcessStats:
 
 
 def write_snapshot(path: str | os.PathLike[str], snap: Snapshot) -> bool:
-    """Replace the stats file atomically (temp file, rename); False (logged) if the disk refuses."""
-    target = os.fspath(path)
-    tmp = target + ".tmp"
+    """Replace the stats file atomically (``core.atomic``; no fsync: it is rewritten every few seconds); False
+    (logged) if the disk refuses, with no temp file left behind."""
     try:
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(msgspec.json.format(msgspec.json.encode(snap), indent=2))
-        os.replace(tmp, target)
+        write_atomic(path, msgspec.json.format(msgspec.json.encode(snap), indent=2), durable=False)
     except OSError as exc:
-        log.warning("cannot write stats to %s: %s", target, exc.strerror)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        log.warning("cannot write stats to %s: %s", os.fspath(path), exc.strerror)
         return False
     return True
 

@@ -411,6 +411,14 @@ class Tree:
             t.join()
 
     @staticmethod
+    def stop_child(child: Child) -> None:
+        """Stop one child taken out of the tree (``remove``), waiting up to its timeout (logged past it)."""
+        if child.state == "running":
+            child.state = "stopped"
+        if child.handle is not None and child.handle.is_alive():
+            Tree._stop_one(child)
+
+    @staticmethod
     def _stop_one(child: Child) -> None:
         assert child.handle is not None
         if not child.handle.stop(child.spec.shutdown_timeout_sec):

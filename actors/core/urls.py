@@ -158,6 +158,17 @@ def check_url_host(url: str) -> None:
         check_port(port)
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``, for listings, stats and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def _check_asset(name: str) -> None:
     shipped = shipped_assets()
     if name not in shipped:

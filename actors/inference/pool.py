@@ -63,6 +63,14 @@ class InferencePool:
 
     # --- supervisor side ---
 
+    def pin(self, task_id: str, endpoint: str | None) -> None:
+        """Pin a task to the service registered with ``endpoint`` (None: any service of its type), from now on."""
+        with self._lock:
+            if endpoint:
+                self._pins[task_id] = normalize_endpoint(endpoint)
+            else:
+                self._pins.pop(task_id, None)
+
     def add_slot(self, name: str, task_types: frozenset[str], health: Health, endpoint: str = "") -> None:
         """A slot of the local detector (``endpoint`` empty) or of the service registered with ``endpoint``."""
         with self._lock:
@@ -86,13 +94,15 @@ class InferencePool:
         with self._lock:
             return sum(1 for s in self._slots.values() if s.ref is not None and s.ref.is_alive())
 
-    def serves(self, task_type: str, task_id: str = "") -> bool:
+    def serves(self, task_type: str, task_id: str = "", *, now_only: bool = True) -> bool:
         """Some slot would take a frame of ``task_type`` (of task ``task_id``, if it is pinned) now (installed,
-        circuit not open)."""
+        circuit not open). ``now_only=False``: some slot is there for it, its circuit open or not (a service that
+        stopped answering but is still registered: why samples are skipped is then its circuit, not a missing
+        backend; reporting that on every open/half-open flip would log a line every few seconds)."""
         now = time.monotonic()
         pinned = self._pins.get(task_id)
         with self._lock:
-            return any(task_type in s.task_types and s.ref is not None and s.health.can_take(now)
+            return any(task_type in s.task_types and s.ref is not None and (not now_only or s.health.can_take(now))
                        and (pinned is None or s.endpoint == pinned) for s in self._slots.values())
 
     def pinned(self, task_id: str) -> str | None:

@@ -9,6 +9,12 @@ endpoint is the same service, restarted under a new id); registering again under
 and heartbeat stats start again; its slots are rebuilt only when what it registered changed). A heartbeat may carry
 the old stats body (``HeartbeatStats``), shown in the listing.
 
+Bounds: ``register`` may be given ``max_services`` (the HTTP API passes ``[http] max_services``): one service more is
+refused with ``RegistryFull``; a heartbeat keeps only the four known stats numbers; a backend's last error is cut to
+``MAX_ERROR_CHARS``; the health of evicted services (kept so counters survive a restart under the same id) is kept for
+at most ``KEPT_EVICTED`` ids, the oldest dropped first. Endpoints are shown (listing, stats, logs) with any
+``user:password@`` replaced by ``***@`` (the API refuses such endpoints; services built in code may still have one).
+
 A ``Health`` is shared by every slot of one backend group (one remote service, or the local detector): the pool
 reads it to route (expected wait = (outstanding + 1) x latency EWMA) and to skip a service whose circuit is open; the
 inference actors of the group record each call's outcome in it. Circuit breaker: one failed or timed-out call opens
@@ -28,6 +34,7 @@ import msgspec
 from msgspec import Meta
 
 from ..core.metrics import ServiceStats
+from ..core.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,14 @@ PRIOR_LATENCY_MS = 100.0
 EWMA_ALPHA = 0.2
 
 CLOSED, OPEN, HALF_OPEN, EVICTED = "closed", "open", "half-open", "evicted"
+#: A backend's last error (an exception's text, possibly quoting what the service answered) is cut to this length.
+MAX_ERROR_CHARS = 300
+#: Evicted or unregistered services whose health (counters) is kept, the oldest dropped first.
+KEPT_EVICTED = 256
+
+
+class RegistryFull(Exception):
+    """``register`` would add one service more than ``max_services``; the message says the limit and the fix."""
 
 
 class Health:
@@ -89,7 +104,7 @@ class Health:
     def failed(self, reason: str, latency_ms: float, now: float) -> None:
         with self._lock:
             self.failures += 1
-            self.last_error = reason
+            self.last_error = reason if len(reason) <= MAX_ERROR_CHARS else reason[:MAX_ERROR_CHARS - 3] + "..."
             self.ewma_ms += EWMA_ALPHA * (latency_ms - self.ewma_ms)
             if self._breaker and self._state != EVICTED:
                 self._state, self._opened_at = OPEN, now
@@ -160,7 +175,7 @@ class _Service:
         completed, failures, retries, ewma, last_error = self.health.counters()
         return {
             "service_id": info.service_id, "name": info.name, "task_types": list(info.task_types),
-            "endpoint": info.endpoint, "version": info.version, "register_at": int(self.registered_wall),
+            "endpoint": redact_url(info.endpoint), "version": info.version, "register_at": int(self.registered_wall),
             "last_heartbeat": int(self.beat_wall), **msgspec.structs.asdict(self.stats),
             "status": "healthy" if circuit == CLOSED else "unhealthy",
             "call_count": completed + failures,  # not in the spec; the old web console shows it
@@ -181,8 +196,9 @@ class Registry:
         self._health: dict[str, Health] = {}  # kept across evictions, so counters survive a restart of a service
         self.generation = 0
 
-    def register(self, info: ServiceInfo, now: float | None = None) -> str:
-        """Add or replace a service; an empty ``service_id`` gets a new one. Returns the id."""
+    def register(self, info: ServiceInfo, now: float | None = None, *, max_services: int | None = None) -> str:
+        """Add or replace a service; an empty ``service_id`` gets a new one. Returns the id. Raises ``RegistryFull``
+        when it is a new service (neither its id nor its endpoint is registered) and ``max_services`` are."""
         now = time.monotonic() if now is None else now
         if not info.service_id:
             info = msgspec.structs.replace(info, service_id=uuid.uuid4().hex[:12])
@@ -190,6 +206,10 @@ class Registry:
         with self._lock:
             replaced = [other for other, s in self._services.items()
                         if other != sid and s.info.endpoint == info.endpoint]
+            new = sid not in self._services and not replaced
+            if new and max_services is not None and len(self._services) >= max_services:
+                raise RegistryFull(f"service limit reached: {len(self._services)} services are registered "
+                                   f"([http] max_services = {max_services}); unregister one first, or raise the limit")
             for other in replaced:
                 self._remove_locked(other)
             health = self._health.get(sid)
@@ -201,10 +221,10 @@ class Registry:
             if current is None or current.info != info:
                 self.generation += 1
         for other in replaced:
-            log.info("algorithm service %s replaced by %s: same endpoint %s", other, sid, info.endpoint)
+            log.info("algorithm service %s replaced by %s: same endpoint %s", other, sid, redact_url(info.endpoint))
         if current is None or current.info != info:
             log.info("algorithm service %s (%s) registered: %s, types %s, max_concurrency %d, mode %s", sid,
-                     info.name, info.endpoint, ",".join(info.task_types), info.max_concurrency, info.mode)
+                     info.name, redact_url(info.endpoint), ",".join(info.task_types), info.max_concurrency, info.mode)
         return sid
 
     def heartbeat(self, service_id: str, stats: HeartbeatStats | None = None, now: float | None = None) -> bool:
@@ -246,6 +266,9 @@ class Registry:
             return False
         service.health.evict()
         self.generation += 1
+        evicted = [sid for sid in self._health if sid not in self._services]
+        for sid in evicted[:max(0, len(evicted) - KEPT_EVICTED)]:  # dicts keep insertion order: oldest first
+            del self._health[sid]
         return True
 
     def services(self) -> dict[str, tuple[ServiceInfo, Health]]:
@@ -270,7 +293,7 @@ class Registry:
             info, beat = known.get(sid, (None, None))
             completed, failures, retries, ewma, last_error = health.counters()
             out[sid] = ServiceStats(
-                name=info.name if info else "", endpoint=info.endpoint if info else "",
+                name=info.name if info else "", endpoint=redact_url(info.endpoint) if info else "",
                 mode=info.mode if info else "", task_types=list(info.task_types) if info else [],
                 slots=slots.get(sid, 0), outstanding=outstanding.get(sid, 0), completed=completed,
                 failures=failures, retries=retries, circuit=health.state(now),

@@ -34,6 +34,7 @@ from ..core.supervision import Backoff, ChildActor
 from ..core.timers import Timers
 from ..inference.pool import InferencePool
 from ..ingest.backpressure import Valve
+from ..ingest.preview import Preview
 from ..ingest.sources import FrameSource, SourceEnded, SourceError, SourceStalled
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,12 @@ class ExtractorActor(ChildActor):
         backoff: Backoff,
         stall_timeout_sec: float,
         seqs: Iterator[int] | None = None,
+        preview: Preview | None = None,
         **child: Any,
     ) -> None:
         """``seqs``: the camera's frame numbers, shared across restarts of this actor, so a frame's ``seq`` stays
-        unique and increasing per camera (analytics puts frames back in that order)."""
+        unique and increasing per camera (analytics puts frames back in that order). ``preview``: where each frame
+        handed to inference is also left for the console (a reference, no copy)."""
         super().__init__(**child)
         self.thread_name = f"extractor:{task_id}"
         self.task_id = task_id
@@ -70,6 +73,7 @@ class ExtractorActor(ChildActor):
         self._timers = timers
         self._backoff = backoff
         self._stall_timeout = stall_timeout_sec
+        self._preview = preview
         self._source: FrameSource | None = None
         self._next_due = 0.0
         self._pending = False  # a sample is due and waits for a credit (until the next one is due)
@@ -205,6 +209,8 @@ class ExtractorActor(ChildActor):
             task_id=self.task_id, task_type=self.task_type, seq=next(self._seqs),
             captured_at=wall, captured_mono=captured, image=image,
         )
+        if self._preview is not None:
+            self._preview.offer(image, wall)
         self._pool.submit(frame)
         self._valve.handed_over()
 

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from ..core.logstate import StateLog
-from ..core.messages import RetentionStatsRequest, Stored, Sweep
+from ..core.messages import AddBounds, RetentionStatsRequest, Stored, Sweep
 from ..core.metrics import Metrics
 from ..core.supervision import ChildActor
 from ..storage.store import Store, StoreError, utc_stamp
@@ -120,6 +120,8 @@ class RetentionActor(ChildActor):
                 self._add(message)
             case Sweep():
                 self._sweep()
+            case AddBounds(bounds=bounds):
+                self._add_bounds(bounds)
             case RetentionStatsRequest():
                 self._flush()
                 return self.statistics()
@@ -140,6 +142,16 @@ class RetentionActor(ChildActor):
         )
 
     # --- work ---
+
+    def _add_bounds(self, bounds: tuple[Bound, ...]) -> None:
+        """Bound new prefixes (a camera added at run time): each indexed from one listing, like at start."""
+        for bound in bounds:
+            if bound.prefix in self._bounds:
+                continue
+            self._bounds[bound.prefix] = bound
+            self._index[bound.prefix] = deque()
+            if not self._rebuild(bound.prefix):
+                self._unlisted.append(bound.prefix)
 
     def _rebuild(self, prefix: str) -> bool:
         """Index ``prefix`` from one listing, merged with the keys indexed so far; False if the listing failed."""

@@ -29,6 +29,7 @@ from ..core.messages import Alert, Stored, StoreFrame
 from ..core.metrics import Metrics
 from ..core.logstate import StateLog
 from ..core.supervision import ChildActor, Link
+from .reserve import DiskReserve
 from .store import Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -43,8 +44,10 @@ ALERT_URL_EXPIRES_SEC = 24 * 3600
 class ObjectWriter:
     """Put an object and index it: one call, so nothing stored escapes retention. Thread-safe."""
 
-    def __init__(self, store: Store, retention: Link, metrics: Metrics) -> None:
+    def __init__(self, store: Store, retention: Link, metrics: Metrics, reserve: DiskReserve | None = None) -> None:
+        """``reserve``: the local volume's free-space reserve (None: storage is not on a local disk)."""
         self.store = store
+        self.reserve = reserve
         self._retention = retention
         self._metrics = metrics
         # An unreachable store reports its own outage; what else makes a put fail (a refused write, a full disk) is
@@ -52,6 +55,9 @@ class ObjectWriter:
         self._state = StateLog(log, "writer: storing (frames are counted as not stored until it works)")
 
     def put(self, task_id: str, prefix: str, key: str, data: bytes) -> bool:
+        if self.reserve is not None and not self.reserve.allows():
+            self._metrics.store_failed(task_id)
+            return False
         try:
             self.store.put(key, data)
         except StoreUnavailable:
