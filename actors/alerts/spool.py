@@ -34,6 +34,7 @@ from typing import NamedTuple
 import msgspec
 
 from ..alerts.sinks import encode_alert
+from ..core.atomic import write_atomic
 from ..core.messages import Alert
 
 _SUFFIX = ".seg"
@@ -201,13 +202,7 @@ class Spool:
             self._tail = None
 
     def _write_head(self, segment: int, offset: int) -> None:
-        tmp = self.directory / (_HEAD + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(f"{segment} {offset}\n".encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.directory / _HEAD)
-        _fsync_dir(self.directory)
+        write_atomic(self.directory / _HEAD, f"{segment} {offset}\n".encode())
 
     def _read_head(self) -> tuple[int, int] | None:
         try:
