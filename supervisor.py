@@ -187,6 +187,8 @@ class Supervisor(pykka.ThreadingActor):
         stale = [c for c in system.cameras.values() if wanted.get(c.id) != c.conf]
         for camera in stale:
             self._retire(camera.id, removed=camera.id not in listed)
+        for task_id in [i for i in system.retired if i not in listed and i not in self._retiring]:
+            system.metrics.source_state(task_id, "removed")  # stopped earlier, now deleted from the conf
         system.cfg = cfg
         self._to_start = {i: t for i, t in wanted.items() if i not in system.cameras}
         started = list(self._to_start)

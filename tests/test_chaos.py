@@ -333,3 +333,89 @@ def test_s3_kafka_and_a_service_frozen_then_killed_lose_no_alert(tmp_path: Path,
         s3.stop()
         broker.stop()
     wait_for(lambda: {t.name for t in threading.enumerate()} <= threads_before, 10, "framewatch's threads to end")
+
+
+FUZZ_PATHS = ["/api/v1/ai_analysis/register", "/api/v1/ai_analysis/heartbeat/fz", "/api/v1/ai_analysis/unregister/fz",
+              "/api/v1/frame_extractor/tasks", "/api/v1/frame_extractor/tasks/fz-a/config",
+              "/api/v1/frame_extractor/tasks/fz-a/interval", "/api/v1/frame_extractor/config",
+              "/api/v1/frame_extractor/tasks/batch/stop", "/api/v1/alerts", "/api/v1/status", "/metrics", "/"]
+FUZZ_BODIES = [
+    b'{"service_id": "fz", "name": "n", "task_types": ["\xe7\xbb\x8a\xe7\xba\xbf\xe4\xba\xba\xe6\x95\xb0\xe7\xbb\x9f'
+    b'\xe8\xae\xa1"], "endpoint": "http://127.0.0.1:9/infer"}',
+    b'{"interval_ms": 500}', b'{"task_ids": ["fz-a"]}', b'{"regions": [{"id": "l", "type": "line", "points": '
+    b'[[0, 150], [320, 150]]}]}', b'{"frame_extractor": {"tasks": []}}', b'{"queue_size": 1, "processed": 2}',
+]
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(5)
+        at = rng.randrange(len(out) + 1)
+        if kind == 0 and out:
+            out[min(at, len(out) - 1)] = rng.randrange(256)  # a random byte (often invalid UTF-8)
+        elif kind == 1:
+            out[at:at] = rng.choice([b"\xff", b"\xc3", b"\x00", b'"', b"{", b"]", b"\\u", b"\xed\xa0\x80"])
+        elif kind == 2:
+            del out[at:]
+        elif kind == 3:
+            out[at:at] = out[: rng.randrange(len(out) + 1)]
+        else:
+            out = bytearray(rng.choice(FUZZ_BODIES))
+    return bytes(out)
+
+
+def raw_request(host: str, port: int, method: str, path: bytes, body: bytes) -> int:
+    """One request as raw bytes (a path no HTTP client library would send); the answer's status code."""
+    import socket
+
+    head = b"%s %s HTTP/1.1\r\nHost: fuzz\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+        method.encode(), path, len(body))
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_500_fuzzed_requests_get_4xx_answers_no_traceback_and_leave_nothing_behind(tmp_path: Path,
+                                                                                 caplog: pytest.LogCaptureFixture
+                                                                                 ) -> None:
+    import logging
+    import threading
+
+    import psutil
+
+    from framewatch.actors.core.config import load_config
+    from framewatch.actors.system import Running
+
+    conf = tmp_path / "fuzz.toml"
+    conf.write_text(pipeline_conf(tmp_path, cams=("fz-a",)) + "[http]\nenable = true\nport = 0\n", encoding="utf-8")
+    rng = random.Random(2026)
+    proc = psutil.Process()
+    threads_before = {t.name for t in threading.enumerate()}
+    fds_before = proc.num_fds()
+    seeing = threading.Event()
+    seeing.set()
+    statuses: dict[int, int] = {}
+    caplog.set_level(logging.INFO)
+    with Running(load_config(conf), detector_factory=lambda: Spotter(seeing)) as fw:
+        host, port = fw.http_url.removeprefix("http://").split(":")
+        for _ in range(500):
+            method = rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+            path = rng.choice(FUZZ_PATHS) + rng.choice(["", "", "/x", "%00", "/%2e%2e", "?page=\xff", "/\u00e9"])
+            body = mutate(rng, rng.choice(FUZZ_BODIES))
+            status = raw_request(host, int(port), method, path.encode("utf-8"), body)
+            statuses[status] = statuses.get(status, 0) + 1
+            assert status < 500 or status in (501, 503), (method, path, body[:80], status)
+        assert fw.snapshot().cameras["fz-a"].sampled > 0  # the pipeline ran on through all of it
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert sum(statuses.values()) == 500 and len(statuses) >= 4, statuses  # 200s, 400s, 404s, 405s...
+    wait_for(lambda: {t.name for t in threading.enumerate()} <= threads_before, 10, "the http threads to end")
+    assert proc.num_fds() <= fds_before + 2  # pytest's own log capture may hold a file or two
+    # Mutated writes were refused (nothing written) or were valid changes: the conf still loads.
+    load_config(conf)

@@ -13,6 +13,7 @@ from framewatch.actors.analytics.tracker import TrackerConf
 from framewatch.actors.core.messages import Detection
 
 TRIPWIRE, INTRUSION, LOITERING, HELMET, OFF_POST = "绊线人数统计", "区域入侵", "徘徊检测", "安全帽检测", "人员离岗"
+SMOKING, ABANDONED = "吸烟检测", "物品遗留"
 W, H = 800, 600
 
 
@@ -109,6 +110,29 @@ def test_the_tracker_keeps_a_track_through_one_missed_sample_at_the_types_floor(
     short = camera(OFF_POST, old_format(), tracker_conf=TrackerConf(max_age_sec=1.0))
     ids = [[tr.id for tr in short.step([person(400, 400)] if t != 4 else [], t, W, H).tracks] for t in (0, 2, 4, 6)]
     assert ids == [[1], [2], [], [3]]  # every 2 s gap ends every track
+
+
+def test_an_abandoned_bag_missed_in_two_samples_in_a_row_at_the_floor_stays_one_event():
+    # At 0.5 fps (the floor), irregular, the detector misses the bag at 42 and 44 s: 6 s unseen, past the people's
+    # lifetime (5 s). Its track lives on (10 s for objects), so the bag is one abandoned object, not a second one.
+    cam = camera(ABANDONED, old_format())
+    records: list[EventRecord] = []
+    for t in times(0, 90, (2.0, 1.0, 3.0)):
+        dets = [] if t in (42, 44) else [person(400, 420, label="backpack", w=40, h=50)]
+        step = cam.step(dets, t, W, H)
+        records += step.records
+        assert [tr.id for tr in step.tracks] == [1]
+    records += cam.close(90.0)
+    assert [(r.event_state, r.at, r.subject) for r in records] == [("start", 30.0, "1"), ("end", 90.0, "1")]
+
+
+def test_a_false_violation_detected_twice_is_no_event_however_long_its_track_coasts():
+    cam = camera(SMOKING, old_format(ZONE))  # floor 1 fps: a track unseen lives 3.25 s, the threshold is 3 s
+    records: list[EventRecord] = []
+    for t in times(0, 8, (0.1,)):
+        dets = [person(300, 400, label="smoking")] if t < 0.2 else []
+        records += cam.step(dets, t, W, H).records
+    assert records == []
 
 
 def test_someone_leaving_the_view_next_to_an_intruder_does_not_make_a_second_intrusion():

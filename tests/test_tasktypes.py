@@ -525,6 +525,20 @@ def test_a_persistent_violation_is_one_event_and_a_flicker_none(task_type, label
     assert run.records[0].rule == TASK_TYPES[task_type].params_type.RULE
 
 
+def test_a_violation_seen_in_two_samples_then_coasting_past_the_threshold_is_no_event():
+    # A false "smoking" box seen twice at 10 fps, then its track coasts (the tracker keeps it 3.25 s at the 1 fps
+    # floor): time coasting is no stay, or nearly every short false positive became a 3 s violation.
+    run = Run(SMOKING, old_format())
+    run.step(0.0, standing(1, 300, 300, label="smoking"))
+    run.step(0.1, standing(1, 301, 300, label="smoking"))
+    for t in irregular(0.2, 3.4, (0.1,)):
+        run.step(t, standing(1, 301, 300, label="smoking", matched=False))
+    assert run.records == []
+    # Seen again inside: the stay goes on from its first sample, and lasts 3 s at the next match.
+    run.step(3.4, standing(1, 300, 300, label="smoking"))
+    assert brief(run.records) == [("cam-1", "start", 3.4, "", "1")]
+
+
 def test_violation_labels_delay_and_zones_are_configurable():
     run = Run(HELMET, old_format(ZONE, violation_labels=["head"], alert_delay=0.5))
     for t in irregular(0, 3, (0.5,)):
@@ -566,6 +580,13 @@ def test_every_old_task_type_has_a_rule_a_floor_and_its_labels():
     # At 3 fps, one missed sample is 0.83 s: a backlog's 2 s hole on top of an interval ends fewer tracks.
     assert decode_task_params(TRIPWIRE, {}).track_max_age_sec == pytest.approx(2 + 1.25 / 3)
     assert decode_task_params(TRIPWIRE, old_format(track_max_age_sec=4)).track_max_age_sec == 4
+    assert decode_task_params(TRIPWIRE, {}).track_max_age_by_label() == {}
+    # Abandoned objects stand still: their tracks survive two long gaps at 0.5 fps and a backlog; people's 5 s.
+    abandoned = decode_task_params(ABANDONED, {})
+    assert abandoned.track_max_age_sec == 5.0
+    assert abandoned.track_max_age_by_label() == {"backpack": 10.0, "handbag": 10.0, "suitcase": 10.0}
+    assert decode_task_params(ABANDONED, old_format(object_labels=["bag"], object_track_max_age_sec=20)
+                              ).track_max_age_by_label() == {"bag": 20.0}
 
 
 def test_the_old_format_keeps_unknown_keys_and_the_old_tracking_keys():

@@ -163,6 +163,18 @@ def test_a_track_unseen_longer_than_max_age_is_dropped_reported_lost_once_and_a_
     assert (back.id, back.hits, back.first_seen) == (2, 1, 13.5)
 
 
+def test_a_label_with_a_lifetime_of_its_own_outlives_max_age_and_the_other_labels_do_not():
+    bag, person = Walker(200, 300, 0, 0, w=40, h=50, label="backpack").at(0), Walker(500, 300, 0, 0).at(0)
+    tracker = Tracker(TrackerConf(max_age_sec=5.0, label_max_age_sec={"backpack": 7.0}))
+    tracker.update([bag, person], 10.0)
+
+    # At 0.5 fps, two missed samples in a row: the bag is unseen 6 s, still there; the person is lost.
+    update = tracker.update([], 16.0)
+    assert [(track.id, track.label) for track in update.tracks] == [(1, "backpack")] and update.lost == (2,)
+    assert only(tracker.update([bag], 16.0)).id == 1
+    assert tracker.update([], 23.1).lost == (1,)  # 7.1 s unseen
+
+
 def test_a_track_past_max_age_is_dropped_before_matching_so_a_detection_on_its_spot_does_not_revive_it():
     here = Walker(200, 300, 0, 0).at(0)
     tracker = Tracker(TrackerConf(max_age_sec=2.0))
@@ -361,6 +373,7 @@ def test_reset_forgets_the_tracks_and_the_clock_but_never_reuses_an_id():
 
 @pytest.mark.parametrize(("conf", "error"), [
     ({"max_age_sec": 0}, "Expected `float` > 0.0 - at `$.max_age_sec`"),
+    ({"label_max_age_sec": {"backpack": 0}}, "Expected `float` > 0.0 - at `$.label_max_age_sec[...]`"),
     ({"min_hits": 0}, "Expected `int` >= 1 - at `$.min_hits`"),
     ({"iou_weight": 1.5}, "Expected `float` <= 1.0 - at `$.iou_weight`"),
     ({"iou_min": 0.1}, "Object contains unknown field `iou_min`"),

@@ -16,7 +16,8 @@ One ``step``:
 
 The tracker's conf, unless given: ``TrackerConf`` with ``max_age_sec`` = the params' ``track_max_age_sec`` (by
 default ``max(2 + 1.25 / min_fps, 2.5 / min_fps)``: neither one missed sample at the type's floor rate nor a 2 s
-backlog ends a track).
+backlog ends a track), and ``label_max_age_sec`` = the params' ``track_max_age_by_label()`` (the still objects of
+物品遗留 live longer than people).
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class CameraAnalytics:
         self._spec = spec
         self._labels = params.labels()
         self._filters = params.algorithm_params
-        self._tracker = Tracker(TrackerConf(max_age_sec=params.track_max_age_sec) if tracker_conf is None
-                                else tracker_conf)
+        self._tracker = Tracker(TrackerConf(max_age_sec=params.track_max_age_sec,
+                                            label_max_age_sec=params.track_max_age_by_label())
+                                if tracker_conf is None else tracker_conf)
         self._state = spec.initial_state()
         custom = params.custom
         self._book = EventBook(task_id, task_type, alert_interval_sec=custom.alert_interval,

@@ -7,7 +7,8 @@ is not thread-safe and does no I/O).
 
 One ``update`` does, in order:
 
-1. drop the tracks not matched for longer than ``max_age_sec``; the ids of those ever reported are returned as
+1. drop the tracks not matched for longer than ``max_age_sec`` (their label's ``label_max_age_sec``, if it has one);
+   the ids of those ever reported are returned as
    ``lost``, so a rule can end the events it holds for them;
 2. predict every live track to the sample's time: the box centre moves at the track's velocity, the size stays;
 3. associate detections to tracks, one label at a time (a person never becomes a bag), by the Hungarian algorithm
@@ -60,6 +61,11 @@ class TrackerConf(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     max_age_sec: Annotated[float, Meta(gt=0, le=3600)] = 2.0
     """A track not matched for longer than this (capture time) is dropped and reported lost. Keep it at least the
     longest interval between two samples the camera gets, or every gap ends every track."""
+    label_max_age_sec: dict[str, Annotated[float, Meta(gt=0, le=3600)]] = {}
+    """``max_age_sec`` of particular labels, seconds: the tracks of a label listed here live this long instead. Things
+    that stand still (a bag) are missed by a detector more often than people and can safely coast longer: a
+    prediction of something at rest stays right, while a person's drifts away and would take someone else's
+    detection."""
     min_hits: Annotated[int, Meta(ge=1, le=100)] = 1
     """Matches before a track is reported (1: at once). A track not yet reported is dropped at its first miss, and
     silently: no rule ever saw it. Rules add their own inertia."""
@@ -92,9 +98,9 @@ class TrackUpdate(msgspec.Struct, frozen=True):
     """What one ``Tracker.update`` gives the rules: the tracks to look at now, and the tracks that ended."""
 
     tracks: tuple[Track, ...]
-    """Every live, reported track (matched in this sample, or coasting within ``max_age_sec``), ordered by id."""
+    """Every live, reported track (matched in this sample, or coasting within its lifetime), ordered by id."""
     lost: tuple[int, ...]
-    """Ids of reported tracks this update dropped (unmatched for longer than ``max_age_sec``), ascending. Each id
+    """Ids of reported tracks this update dropped (unmatched for longer than their lifetime), ascending. Each id
     appears here once, and in no later ``tracks``."""
 
 
@@ -181,8 +187,9 @@ class Tracker:
 
         lost: list[int] = []
         live: list[_Live] = []
+        ages = conf.label_max_age_sec
         for track in self._tracks:
-            if t - track.last_seen > conf.max_age_sec + _TIME_EPS_SEC:
+            if t - track.last_seen > ages.get(track.label, conf.max_age_sec) + _TIME_EPS_SEC:
                 if track.reported:
                     lost.append(track.id)
             else:

@@ -35,7 +35,8 @@ from msgspec import Meta
 from ..events import Condition
 from ..regions import distance_to_box
 from ..track import Box, Track
-from .base import TIME_EPS_SEC, CustomParams, Labels, Outcome, Scene, Seconds, TaskParams, condition_about, foot
+from .base import (BACKLOG_HOLE_SEC, TIME_EPS_SEC, CustomParams, Labels, Outcome, Scene, Seconds, TaskParams,
+                   condition_about, foot)
 
 __all__ = ["AbandonedCustom", "AbandonedParams", "AbandonedState", "watch_objects"]
 
@@ -52,6 +53,9 @@ class AbandonedCustom(CustomParams, kw_only=True):
     passing_sizes_per_sec: Annotated[float, Meta(gt=0, le=100)] = 0.2
     """A person within reach moving faster than this (box sizes per second) is walking past: does not stop the clock
     of an object already unattended."""
+    object_track_max_age_sec: Annotated[float, Meta(gt=0, le=3600)] | None = None
+    """How long the tracker keeps an object's track it does not see (s); default ``OBJECT_TRACK_MAX_AGE`` at the
+    floor rate. People's tracks keep ``track_max_age_sec``."""
 
 
 class AbandonedParams(TaskParams[AbandonedCustom], kw_only=True):
@@ -66,6 +70,17 @@ class AbandonedParams(TaskParams[AbandonedCustom], kw_only=True):
     def labels(self) -> frozenset[str]:
         return frozenset({self.label, *self.custom.object_labels})
 
+    def track_max_age_by_label(self) -> dict[str, float]:
+        value = self.custom.object_track_max_age_sec
+        age = BACKLOG_HOLE_SEC + OBJECT_TRACK_MISSES / self.min_fps if value is None else value
+        return dict.fromkeys(self.custom.object_labels, age)
+
+
+#: Sample intervals at the floor rate an object's track outlives unseen, on top of a backlog (``BACKLOG_HOLE_SEC``):
+#: 10 s at 0.5 fps, two missed samples in a row even when the intervals around them run long (up to 1.6 of the
+#: nominal one at irregular rates). Objects stand still, so a long coast keeps a right prediction; at the people's
+#: 5 s, a bag missed twice got a new track, its clock started over, and it was abandoned a second time.
+OBJECT_TRACK_MISSES = 4.0
 
 #: Matched samples in a row beyond the stillness radius that make an object moved (see the module docstring).
 MOVED_SAMPLES = 2

@@ -13,7 +13,8 @@ Every type's ``custom_params`` accepts these (``CustomParams``):
   ``max(BACKLOG_HOLE_SEC + 1.25 / min_fps, 2.5 / min_fps)`` (``BACKLOG_HOLE_SEC``: 2 s): a track survives one
   missed sample at the floor rate, and a backlog holding the samples back for 2 s on top of an interval. Longer
   would keep ghosts: a coasting track holds its events (a person gone for 3.5 s at 1 fps is a new event when back)
-  and may take someone else's detection.
+  and may take someone else's detection. A type may give the tracks of some labels a lifetime of their own
+  (``TaskParams.track_max_age_by_label``: 物品遗留's objects, which stand still).
 - ``track_enabled``, ``track_max_age`` (the old system's, frames): accepted and not used. Every rule here works on
   tracks, so tracking cannot be turned off; and a frame count means no fixed time when samples arrive at the rate
   backpressure grants, so the tracker ages tracks in seconds (``track_max_age_sec``).
@@ -103,6 +104,11 @@ class TaskParams(RegionConfig, Generic[C], kw_only=True):
     def track_max_age_sec(self) -> float:
         value = self.custom.track_max_age_sec
         return max(BACKLOG_HOLE_SEC + 1.25 / self.min_fps, 2.5 / self.min_fps) if value is None else value
+
+    def track_max_age_by_label(self) -> dict[str, float]:
+        """Lifetimes of the labels whose tracks live other than ``track_max_age_sec`` (the tracker's
+        ``label_max_age_sec``); none here, a type with things that stand still has its own."""
+        return {}
 
     def labels(self) -> frozenset[str]:
         """The detection labels the rule needs tracked; detections of other labels are not tracked at all."""

@@ -7,7 +7,10 @@ inside) **and** has been seen inside in ``custom_params.min_samples`` matched sa
 sample, however long the gap after it, never makes an event. One event per (track, zone): a person in two
 overlapping zones has two. The event ends when the track has been out of the zone for ``end_grace_sec`` (default
 1 s; a stay that lapses less than that continues, time outside included) or at once when the track is lost.
-A track coasting through a missed detection keeps the state of its last match (its box is only a prediction).
+A track coasting through a missed detection keeps the state of its last match (its box is only a prediction),
+and its stay does not grow while it coasts: a stay lasts from its first to its last *matched* sample inside. Were
+time coasting counted, a false detection seen in two samples would become an event once its track had coasted for
+the persistence (吸烟检测: 3 s, shorter than a track lives at 1 fps).
 
 Zones: the enabled polygons/rectangles, or the whole frame without any area listed (region id ``""``); intrusion
 also takes framewatch's ``roi`` (polygon in fractions of the frame, region id ``"roi"``), not combinable with areas.
@@ -141,6 +144,8 @@ class HelmetParams(PresenceParams[HelmetCustom], kw_only=True):
 class _Stay(NamedTuple):
     since: float
     """Capture time of its first sample inside."""
+    seen_until: float
+    """Capture time of its last matched sample inside: the stay has lasted ``seen_until - since``."""
     samples: int
     """Matched samples inside."""
     inside: bool
@@ -176,7 +181,8 @@ def stay_in_zone(params: PresenceParams[PresenceCustom], state: PresenceState,
             if point is None:
                 pass  # coasting: as at its last match
             elif zone.holds(point):
-                stay = _Stay(t, 1, True, None) if stay is None else _Stay(stay.since, stay.samples + 1, True, None)
+                stay = (_Stay(t, t, 1, True, None) if stay is None
+                        else _Stay(stay.since, t, stay.samples + 1, True, None))
             elif stay is not None:
                 out_since = t if stay.out_since is None else stay.out_since
                 lapsed = t - out_since >= custom.end_grace_sec - TIME_EPS_SEC
@@ -184,6 +190,7 @@ def stay_in_zone(params: PresenceParams[PresenceCustom], state: PresenceState,
             if stay is None:
                 continue
             stays[key] = stay
-            if stay.inside and stay.samples >= custom.min_samples and t - stay.since >= need - TIME_EPS_SEC:
+            lasted = stay.seen_until - stay.since  # not to t: time coasting is no proof of a stay
+            if stay.inside and stay.samples >= custom.min_samples and lasted >= need - TIME_EPS_SEC:
                 conditions.append(condition_about(params.RULE, zone, [track], subject=str(track.id)))
     return Outcome(PresenceState(stays), conditions, [])
