@@ -301,7 +301,11 @@ class Supervisor(pykka.ThreadingActor):
         system = self.system
         components = {c.spec.id: c.state for c in self.tree.children() if c.state != "running"}
         if system.http is not None and "http" not in components:
-            components["http"] = f"up ({system.http.url})"
+            http = system.http.statistics()
+            load = "" if http is None else (f", {http.open_connections} connections, {http.busy} being answered, "
+                                             f"{http.head_timeouts + http.closed_over_cap + http.refused_busy} "
+                                             "refused or timed out")
+            components["http"] = f"up ({system.http.url}{load})"
         if system.store is not None:
             health = system.store.health()
             components["storage"] = f"up ({system.store.name})" if health == "up" else health
