@@ -187,7 +187,7 @@ class AiAnalysisConf(_Conf):
 class HttpConf(_Conf):
     """The HTTP API: algorithm service registration, status, metrics, and in-flight frames for remote services.
 
-    Serving (``actors.api.http.HttpServer``): one selector thread accepts connections and reads each request's head
+    Serving (``actors.api.server.HttpServer``): one selector thread accepts connections and reads each request's head
     (and a small body) itself; a fixed pool of ``workers`` threads answers complete requests. A client that is slow
     to send costs a socket, never a thread."""
 

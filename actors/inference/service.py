@@ -33,7 +33,7 @@ import numpy as np
 import urllib3
 
 from ..analytics.rules import AREA_INTRUSION, PEOPLE_COUNTING
-from ..api.http import HttpError, HttpServer, JsonHandler
+from ..api.server import HttpError, HttpServer, JsonHandler
 from ..core.config import DetectorConf
 from ..inference.detectors import Detector, NoopDetector, build_detector
 from ..inference.remote import WireRequest
