@@ -45,7 +45,7 @@ from .inference.slot import Backend, InferenceActor, TaskRoute, local_backend
 from .ingest.backpressure import Valve
 from .ingest.extractor import ExtractorActor
 from .ingest.preview import Preview
-from .ingest.sources import FrameSource, source_for_task
+from .ingest.sources import FrameSource, source_for_task, unpaced
 from .storage.reserve import DiskReserve
 from .storage.retention import Bound, RetentionActor
 from .storage.store import LocalStore, Store, StoreError, StoreUnavailable, join_key, task_dir
@@ -80,7 +80,8 @@ class Camera:
                                analytics=self.analytics)
         min_fps = self.params.min_fps if self.params is not None else 0.0
         self.valve = Valve(task.id, weight=task.weight, interval_sec=self.interval_sec, min_fps=min_fps,
-                           unbounded=cfg.backpressure.policy == "unbounded")
+                           unbounded=cfg.backpressure.policy == "unbounded", ahead=cfg.backpressure.credits_ahead,
+                           waits=unpaced(task))
         self.seqs = seqs if seqs is not None else itertools.count(1)  # frame numbers, across restarts of its extractor
         self.preview = preview if preview is not None else Preview(quality=cfg.frame_extractor.jpeg_quality)
         self.waiting = ""  # why its samples are skipped whatever the load, as last reported (supervisor thread)

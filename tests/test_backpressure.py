@@ -10,6 +10,7 @@ import threading
 import time
 
 import cv2
+import pytest
 from framewatch.actors.core.config import decode_config
 from framewatch.actors.ingest import sources
 from framewatch.actors.ingest.backpressure import Controller, Valve
@@ -172,9 +173,11 @@ def test_unbounded_policy_never_skips_like_the_old_system():
     assert valve.take() is False
 
 
-def test_with_a_no_op_detector_and_8_cameras_flat_out_the_mailbox_bound_still_holds(tmp_path):
+@pytest.mark.parametrize("credits_ahead", [1, 3])
+def test_with_a_no_op_detector_and_8_cameras_flat_out_the_mailbox_bound_still_holds(tmp_path, credits_ahead):
     text = (overload_conf(tmp_path).replace('backend = "emulated"', 'backend = "noop"')
-            .replace("interval_ms = 40", "interval_ms = 1").replace("fps=25", "fps=1000"))
+            .replace("interval_ms = 40", "interval_ms = 1").replace("fps=25", "fps=1000")
+            .replace(f"low_watermark = {LOW}", f"low_watermark = {LOW}\ncredits_ahead = {credits_ahead}"))
     with Running(decode_config(text)) as fw:
         warmed_up(fw)
         max_mailboxes = 0
@@ -188,4 +191,74 @@ def test_with_a_no_op_detector_and_8_cameras_flat_out_the_mailbox_bound_still_ho
     # The slots' mailboxes are read one after the other, not at one instant: a frame can be seen in two reads.
     assert max_mailboxes <= HIGH * SLOTS + SLOTS
     assert window.totals.inferred > 500 and window.totals.skipped > 0
+    assert_conserved(fw.final, at_rest=True)
+
+
+def test_credits_ahead_are_granted_in_rounds_and_the_watermark_still_bounds_their_sum():
+    ctl = Controller(high_per_slot=3, low_per_slot=1, max_queue=1000, weighted=False, horizon_sec=1.0)
+    valves = [Valve(f"c{i}", interval_sec=0.001, ahead=4) for i in range(2)]
+    now = time.monotonic()
+    for v in valves:
+        v.due(now)
+    state = ctl.tick(valves, load=0, slots=2, now=now)  # room for 6: three rounds of one each
+    assert (state.granted, state.level) == (6, 6)
+    assert [v.credits for v in valves] == [3, 3]
+    assert ctl.tick(valves, load=0, slots=2, now=now).granted == 0  # at the high watermark
+    one = [Valve("alone", interval_sec=0.001, ahead=2)]
+    one[0].due(now)
+    assert ctl.tick(one, load=0, slots=2, now=now).granted == 2  # room for 6, but no more than `ahead` each
+    assert one[0].credits == 2
+
+
+def test_a_waiting_valve_calls_its_waiter_once_on_the_next_grant_and_keeps_wanting():
+    valve = Valve("file", interval_sec=0.001, waits=True)
+    woken: list[int] = []
+    valve.due(time.monotonic() - 60)  # its sample has waited a minute: a waiting valve still wants it
+    assert valve.take(lambda: woken.append(1)) is False
+    assert valve.wanting(time.monotonic(), 0.01)
+    live = Valve("live", interval_sec=0.001)
+    live.due(time.monotonic() - 60)
+    assert not live.wanting(time.monotonic(), 0.01)  # a live camera's sample that old was skipped long ago
+    valve.grant(1)
+    valve.grant(1)
+    assert woken == [1]  # called once, by the first grant
+    assert valve.take() and valve.take() and not valve.take()
+    valve.close()
+    assert valve.take(lambda: woken.append(2)) is False
+    valve.grant(1)
+    assert woken == [1]  # a closed valve neither takes grants nor wakes
+
+
+def test_an_unpaced_file_is_analysed_whole_at_inference_pace_nothing_skipped(tmp_path):
+    """realtime = false: every sample waits for its credit, so every frame of the clip is inferred, once, in order,
+    with inference slower than decoding (emulated 20 ms on 1 slot) and every frame sampled."""
+    text = overload_conf(tmp_path).replace("actors = 2", "actors = 1").replace("emulated_latency_ms = 50",
+                                                                               "emulated_latency_ms = 20")
+    tasks = "".join(f"""
+[[frame_extractor.tasks]]
+id = "file-{i}"
+task_type = "人数统计"
+rtsp_url = "asset:vtest_5s.mp4"
+interval_ms = 1
+loop = false
+realtime = false
+decoder = "{decoder}"
+""" for i, decoder in enumerate(("pyav", "opencv")))
+    head, _, rest = text.partition("\n[[frame_extractor.tasks]]")
+    text = head + tasks + rest[rest.index("\n[ai_analysis]"):]
+    with Running(decode_config(text)) as fw:
+        wait_for(lambda: all(c.state == "ended" for c in fw.snapshot(fresh=False).cameras.values())
+                 and fw.snapshot(fresh=False).totals.in_flight == 0, 60, "both clips analysed to their end")
+        snap = fw.snapshot()
+        peak_load = fw.system.pool.peak_load
+    frames = 0
+    cap = cv2.VideoCapture(str(sources.resolve_asset("asset:vtest_5s.mp4")))
+    while cap.grab():
+        frames += 1
+    cap.release()
+    for cam_id, cam in snap.cameras.items():
+        assert cam.skipped == 0, (cam_id, cam)
+        assert cam.inferred == cam.sampled == frames, (cam_id, cam.inferred, frames)
+    assert snap.cameras["file-0"].decode_mode == "full"
+    assert peak_load <= 2 * 1  # high watermark x 1 slot, although decoding is far faster than inference
     assert_conserved(fw.final, at_rest=True)

@@ -261,6 +261,9 @@ class BackpressureConf(_Conf):
     """Frames per inference slot below which extractors resume."""
     tick_ms: Annotated[int, Meta(ge=1, le=1000)] = 10
     """How often the supervisor reads mailboxes and grants frames."""
+    credits_ahead: Annotated[int, Meta(ge=1, le=64)] = 1
+    """Credits one camera may hold at once (granted while there is room under the high watermark): more than 1 lets
+    a camera sampling every frame send its next one without waiting for a grant, for fast backends."""
 
     def __post_init__(self) -> None:
         if self.low_watermark >= self.high_watermark:

@@ -1,8 +1,11 @@
 """Backpressure: the supervisor grants frames, extractors spend them.
 
-Each camera has a ``Valve`` holding at most one credit. At every sample due, the extractor calls ``Valve.take()``:
-with a credit it converts the freshest frame and sends it to inference; without one it skips that sample (counted),
-having paid only for the grab. The supervisor runs ``Controller.tick`` on its timer tick and whenever an inference
+Each camera has a ``Valve`` holding at most ``ahead`` credits (``[backpressure] credits_ahead``, default 1). At every
+sample due, the extractor calls ``Valve.take()``: with a credit it converts the freshest frame and sends it to
+inference; without one it skips that sample (counted), having paid only for the grab. A file read as fast as it
+decodes (``realtime = false``) has no clock of its own to keep: its valve ``waits`` instead, its extractor stops
+reading until a credit comes (``take(waiter=...)``: the grant calls it back), so every sample is inferred and no
+frame is read or decoded only to be skipped. The supervisor runs ``Controller.tick`` on its timer tick and whenever an inference
 slot finishes a frame: it reads the inference load (frames queued in mailboxes plus frames being inferred), compares
 it with the watermarks, and grants the free slots as credits to cameras whose next sample is due within the horizon
 (about one tick), so a credit is spent almost at once.
@@ -10,6 +13,9 @@ it with the watermarks, and grants the free slots as credits to cameras whose ne
 - Extraction never outpaces inference: ``load + outstanding credits <= high watermark``, so mailboxes are bounded by
   configuration. Above the high watermark no credit is granted until the level falls to the low one (hysteresis).
 - Fresh frames: a credit is spent on the sample due next, so the frame inferred is the newest one, not an old queued one.
+- Credits ahead: with ``ahead`` > 1 a camera sampling within the horizon may hold several, granted in rounds (every
+  wanting camera one, then a second each...) while there is room, so a fast backend is not held to one credit round
+  trip per frame per camera; the watermark still bounds the sum.
 - Fair shares: free slots go to the wanting camera with the lowest virtual time (start-time fair queuing: each grant
   advances a camera's virtual time by ``1 / weight``). A camera that comes back after idling starts at the current
   minimum, so it cannot claim a burst for the time it was away.
@@ -27,7 +33,7 @@ The ``unbounded`` policy (benchmark baseline: the old system) makes every ``take
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -36,11 +42,16 @@ class Valve:
     """Credits for one camera; ``take`` is called by its extractor, ``grant``/``close`` by the supervisor."""
 
     __slots__ = ("task_id", "weight", "interval_sec", "min_fps", "_lock", "_credits", "_in_hand", "_next_due",
-                 "_open", "unbounded", "vtime", "granted", "floor_due")
+                 "_open", "unbounded", "vtime", "granted", "floor_due", "ahead", "waits", "_waiter")
 
     def __init__(self, task_id: str, *, weight: float = 1.0, interval_sec: float = 1.0, min_fps: float = 0.0,
-                 unbounded: bool = False):
+                 unbounded: bool = False, ahead: int = 1, waits: bool = False):
+        """``ahead``: credits it may hold at once; ``waits``: its samples wait for a credit instead of being skipped
+        (an unpaced file), so it wants one for as long as a sample is pending, however long that is."""
         self.task_id = task_id
+        self.ahead = max(1, ahead)
+        self.waits = waits
+        self._waiter: Callable[[], None] | None = None
         self.weight = weight
         self.interval_sec = interval_sec
         # The sampling floor its tracking needs (frames/s), at most what its interval asks for; 0: none.
@@ -55,8 +66,9 @@ class Valve:
         self.vtime = 0.0  # supervisor thread only
         self.granted = 0  # supervisor thread only
 
-    def take(self) -> bool:
-        """A sample is due: True if it may be sent to inference (a credit is spent), False to skip it."""
+    def take(self, waiter: Callable[[], None] | None = None) -> bool:
+        """A sample is due: True if it may be sent to inference (a credit is spent), False to skip it (or, with
+        ``waiter``, to wait: the next grant calls ``waiter`` once, from the granting thread)."""
         with self._lock:
             if not self._open:
                 return False
@@ -66,6 +78,8 @@ class Valve:
                 self._credits -= 1
                 self._in_hand += 1
                 return True
+            # Set under the lock that grant() takes: a grant between this failed take and the wait cannot be missed.
+            self._waiter = waiter
             return False
 
     def handed_over(self) -> None:
@@ -85,8 +99,12 @@ class Valve:
 
     def grant(self, n: int = 1) -> None:
         with self._lock:
-            if self._open:
-                self._credits += n
+            if not self._open:
+                return
+            self._credits += n
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter()
 
     @property
     def credits(self) -> int:
@@ -95,19 +113,22 @@ class Valve:
             return self._credits + self._in_hand
 
     def wanting(self, now: float, horizon: float) -> bool:
-        """Has no credit and samples within ``horizon`` seconds: a credit granted now is spent on a fresh frame
-        almost at once, instead of being held (and counted against the watermark) for a whole interval."""
+        """Holds fewer than ``ahead`` credits and samples within ``horizon`` seconds: a credit granted now is spent
+        on a fresh frame almost at once, instead of being held (and counted against the watermark) for a whole
+        interval. A valve that ``waits`` wants one while a sample is pending, however long it has been."""
         with self._lock:
             return (
                 self._open
-                and self._credits + self._in_hand == 0
-                and now - self.interval_sec - 1.0 < self._next_due <= now + horizon
+                and self._credits + self._in_hand < self.ahead
+                and (self.waits or now - self.interval_sec - 1.0 < self._next_due)
+                and self._next_due <= now + horizon
             )
 
     def close(self) -> int:
         """No more frames (shutdown, task given up); returns the credits withdrawn."""
         with self._lock:
             self._open = False
+            self._waiter = None
             withdrawn, self._credits = self._credits, 0
             return withdrawn
 
@@ -154,18 +175,25 @@ class Controller:
                 floor = min(v.vtime for v in valves)
                 for v in wanting:  # a camera back from idling starts at the current minimum
                     v.vtime = max(v.vtime, floor)
-                wanting.sort(key=lambda c: (not _floor_owed(c, now), c.vtime))
-                for v in wanting[: high - level]:
-                    v.grant(1)
-                    v.vtime += 1.0 / (v.weight if self._weighted else 1.0)
-                    v.granted += 1
-                    granted += 1
-                    if v.min_fps > 0:
-                        # The floor's schedule: one grant per period, a debt of at most one period caught up, and
-                        # grants above the floor bank at most one period ahead.
-                        period = 1.0 / v.min_fps
-                        v.floor_due = min(max(v.floor_due, now - period) + period, now + period)
+                room = high - level
+                while room > 0 and wanting:  # rounds: one credit to each wanting camera, then another while room
+                    wanting.sort(key=lambda c: (not _floor_owed(c, now), c.vtime))
+                    for v in wanting[:room]:
+                        self._grant_one(v, now)
+                    granted += min(room, len(wanting))
+                    room = high - level - granted
+                    wanting = [v for v in wanting if v.wanting(now, self._horizon)]
         return ControllerState(paused=self.paused, level=level + granted, high=high, low=low, granted=granted)
+
+    def _grant_one(self, v: Valve, now: float) -> None:
+        v.grant(1)
+        v.vtime += 1.0 / (v.weight if self._weighted else 1.0)
+        v.granted += 1
+        if v.min_fps > 0:
+            # The floor's schedule: one grant per period, a debt of at most one period caught up, and grants above
+            # the floor bank at most one period ahead.
+            period = 1.0 / v.min_fps
+            v.floor_due = min(max(v.floor_due, now - period) + period, now + period)
 
 
 def _floor_owed(valve: Valve, now: float) -> bool:

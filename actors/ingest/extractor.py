@@ -5,6 +5,10 @@ the inference pool, only for samples its valve grants; skipped samples cost a gr
 (no colour conversion, no encode, no store, no send). A sample that finds no credit stays pending: the next frames
 grabbed may still take it (the freshest frame wins) until the following sample is due; only then is it skipped.
 
+An unpaced file (``realtime = false``, ``Valve.waits``) keeps no clock: a sample that finds no credit waits for one
+(no Pump until the grant calls ``_wake``), so its whole file is analysed at inference's pace and nothing is read or
+decoded only to be skipped; the wait is not a stall.
+
 A source may decode only some frames (PyAV at keyframes only): a credit is taken only for a frame it can retrieve
 (``retrievable``), and the valve is told when the source can serve the next sample (``want``), not just when it is
 due, so no credit is granted to wait for a keyframe. A frame's capture time is the source's ``frame_time`` (PyAV may
@@ -26,6 +30,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import pykka
 
 from ..core.logstate import StateLog
 from ..core.messages import Frame, Pump, Reopen
@@ -77,6 +83,8 @@ class ExtractorActor(ChildActor):
         self._source: FrameSource | None = None
         self._next_due = 0.0
         self._pending = False  # a sample is due and waits for a credit (until the next one is due)
+        self._waiting_since: float | None = None  # an unpaced source's pending sample waits for a credit (no Pump)
+        self._grabbed_at = 0.0  # the last grab's timestamp
         self._last_frame = 0.0
         self._seqs = seqs if seqs is not None else itertools.count(1)
         self._decoded_seen = 0  # the source's ``decoded`` already counted in the metrics
@@ -139,6 +147,7 @@ class ExtractorActor(ChildActor):
         self._timers.send_after(delay, self.actor_ref, Reopen(attempt=attempt + 1))
 
     def _close(self) -> None:
+        self._waiting_since = None
         if self._pending:  # a sample was due and never got a frame: skipped (a file that ended, a failed stream)
             self._pending = False
             self._metrics.sampled(self.task_id, sent=False)
@@ -146,10 +155,20 @@ class ExtractorActor(ChildActor):
             self._source.close()
             self._source = None
 
+    def _wake(self) -> None:
+        """The valve's waiter (on the granting thread): the credit an unpaced sample waited for is there."""
+        try:
+            self.actor_ref.tell(Pump())
+        except pykka.ActorDeadError:
+            pass  # stopped meanwhile: the credit is withdrawn with the valve
+
     def _pump(self) -> None:
         source = self._source
         if source is None:
             return  # a stale Pump from before a reopen
+        if self._waiting_since is not None:
+            self._resume(source)
+            return
         try:
             ts = source.grab()
         except SourceEnded:
@@ -168,7 +187,7 @@ class ExtractorActor(ChildActor):
         if now - self._last_frame > self._stall_timeout:
             self._fail_source(f"stalled: no frame for {now - self._last_frame:.1f} s", stalled=True)
             return
-        self._last_frame = now
+        self._last_frame, self._grabbed_at = now, ts
         self._metrics.frame_progress(self.task_id)
         if ts >= self._next_due:
             if self._pending:  # the previous sample got no credit for a whole interval: it is skipped
@@ -176,9 +195,30 @@ class ExtractorActor(ChildActor):
             self._pending = True
             # Next sample one interval later; after a gap, start again from now rather than catching up.
             self._next_due = self._next_due + self.interval if ts - self._next_due < self.interval else ts + self.interval
-        if self._pending and source.retrievable() and self._valve.take():
+        if self._pending and source.retrievable():
+            if self._valve.take(self._wake if self._valve.waits else None):
+                self._pending = False
+                self._send(source)
+            elif self._valve.waits:
+                # Unpaced: nothing more is read until a credit comes for this sample (the grant sends a Pump).
+                self._waiting_since = now
+                self._valve.due(ts)
+                return
+        self._after_grab(source, ts)
+
+    def _resume(self, source: FrameSource) -> None:
+        """A credit came for the sample an unpaced source waited with: send the frame grabbed before the wait."""
+        self._waiting_since = None
+        self._last_frame = time.monotonic()  # waiting for inference is not a stalled source
+        if self._pending and self._valve.take(self._wake):
             self._pending = False
             self._send(source)
+        elif self._pending:
+            self._waiting_since = time.monotonic()  # the credit was withdrawn meanwhile (a closing valve): wait on
+            return
+        self._after_grab(source, self._grabbed_at)
+
+    def _after_grab(self, source: FrameSource, ts: float) -> None:
         # A pending sample wants a credit now (and is skipped at _next_due), otherwise the next one is due at
         # _next_due; the source says when it can serve it (at the next keyframe, if it decodes keyframes only).
         due, until = (ts, self._next_due) if self._pending else (self._next_due, self._next_due + self.interval)

@@ -412,6 +412,10 @@ class PyavSource:
         return self._here
 
     def want(self, due: float, until: float, held: int) -> float:
+        if not self.live and not self._realtime:
+            # Unpaced: every sample waits for its credit at the frame it is due at, so every frame must be decodable
+            # (the policy, told no demand, offers every GOP; frames after the last retrieved one are still not decoded).
+            return due
         return self._policy.want(due, until, held, self._last_ts)
 
     def retrieve(self) -> np.ndarray:

@@ -330,6 +330,12 @@ def source_for_task(cfg: Config, task: TaskConf) -> FrameSource:
                        loop=task.loop, realtime=task.realtime, decoder=cfg.task_decoder(task))
 
 
+def unpaced(task: TaskConf) -> bool:
+    """A file (or synthetic source) read as fast as it decodes: no clock of its own, so its samples wait for a credit
+    instead of being skipped (``backpressure.Valve.waits``) and the whole file is analysed at inference's pace."""
+    return not task.realtime and not is_live(task.rtsp_url)
+
+
 _warned_no_pyav = False
 
 
